@@ -1,0 +1,1 @@
+"""Bundled data: the simulated paper-sized dataset and its true weights."""

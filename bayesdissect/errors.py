@@ -1,0 +1,11 @@
+"""The one exception type a user can cause."""
+
+from __future__ import annotations
+
+
+class BayesDissectError(ValueError):
+    """Bad input (file, field, value, argument): the message is one line saying what,
+    where, and what was expected. The CLI prints it and exits with code 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
