@@ -5,12 +5,19 @@ adds them up, so every query reads weights the same way whatever the spec turned
 
     w[j, g, k] = mu[k] + judge_offset[j, k] + group_offset[g, k] + cell_offset[j, g, k]
 
-The ``paper`` spec has ``w_cell`` (judge, group, property) directly and no shared terms.
+The ``paper`` spec has ``w_cell`` (judge, group, property) directly and no shared terms;
+its judge, group and global levels are averages of ``w_cell`` (as the paper averages).
+The ``pooled`` spec has only ``mu``: it answers the global level and nothing else.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import xarray as xr
+
+from .errors import BayesDissectError
 
 #: Terms of w by name, and the dims each carries besides (chain, draw).
 TERMS = {
@@ -27,40 +34,126 @@ _LEVEL_TERMS = {
     "group": ("mu", "group_offset"),
     "cell": tuple(TERMS),
 }
+#: Terms that make a judge differ from what all judges share (the ``deviation`` kind).
+DEVIATION_TERMS = ("judge_offset", "cell_offset")
 
 
-def level_weights(posterior: xr.Dataset, level: str) -> xr.DataArray | None:
-    """Sum of the terms that make up ``level``; None when the spec has none of them.
+def as_posterior(obj: Any) -> xr.Dataset:
+    """The posterior draws as an ``xr.Dataset`` (chain, draw, ...) from a Fit, a DataTree
+    with a ``posterior`` group, or a Dataset (returned as is)."""
+    post = getattr(obj, "posterior", obj)
+    if isinstance(post, xr.Dataset):
+        return post
+    if isinstance(post, xr.DataTree):
+        node = post["posterior"] if "posterior" in post.children else post
+        return node.to_dataset()
+    raise TypeError(f"expected a Fit, DataTree or Dataset, got {type(obj).__name__}")
 
-    ``cell`` always has dims (chain, draw, judge, group, property), broadcasting the terms
-    a spec lacks; ``judge`` is the judge averaged over groups (mu + judge_offset), as the
-    paper averages; ``global`` is mu. For the ``paper`` spec, whose only term is ``w_cell``,
-    ``judge`` is its mean over groups and ``global`` its mean over judges and groups.
-    """
+
+def _varies(posterior: xr.Dataset, dim: str) -> bool:
+    return any(t in posterior and dim in posterior[t].dims for t in TERMS)
+
+
+def available_levels(posterior: xr.Dataset) -> tuple[str, ...]:
+    """The levels this posterior can answer: global always; judge (group) only when some
+    term varies by judge (group); cell when any term varies by judge or group."""
+    if not any(t in posterior for t in TERMS):
+        raise BayesDissectError("posterior has no weight terms (mu, judge_offset, ..., w_cell)")
+    by_judge, by_group = _varies(posterior, "judge"), _varies(posterior, "group")
+    out = ["global"]
+    if by_judge:
+        out.append("judge")
+    if by_group:
+        out.append("group")
+    if by_judge or by_group:
+        out.append("cell")
+    return tuple(out)
+
+
+def check_level(posterior: xr.Dataset, level: str) -> None:
+    """Raise a one-line BayesDissectError when ``level`` is unknown or not in this fit."""
     if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
-    present = [t for t in _LEVEL_TERMS[level] if t in posterior]
-    if not present and "w_cell" in posterior:
-        w = posterior["w_cell"]
-        reduce = {"global": ["judge", "group"], "judge": ["group"], "group": ["judge"]}[level]
-        return w.mean(reduce)
-    if not present:
-        return None
-    total = sum(posterior[t] for t in present)
-    if level == "cell":
-        coords_ok = all(d in total.dims for d in ("judge", "group"))
-        if not coords_ok:
-            raise ValueError("cell weights need judge and group terms (or w_cell)")
-    return total.rename("w")
+        raise BayesDissectError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+    have = available_levels(posterior)
+    if level not in have:
+        raise BayesDissectError(
+            f"this fit has no {level!r} level (its spec has no term varying by {level}); "
+            f"available levels: {', '.join(have)}"
+        )
 
 
-def cell_weights(posterior: xr.Dataset, judges: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
-    """w[chain, draw, judge, group, property], broadcasting over whatever the spec lacks.
+def level_weights(posterior: xr.Dataset, level: str) -> xr.DataArray:
+    """Weights at ``level`` with dims (chain, draw, [judge], [group], property).
 
-    ``judges`` and ``groups`` are the fit's coordinates (so a ``pooled`` fit, which has
-    only mu, still gives one identical vector per judge and group).
+    * global: mu (paper spec: w_cell averaged over judges and groups)
+    * judge:  mu + judge_offset, the judge averaged over groups as the paper averages
+      (without a judge_offset term: the cell weights averaged over groups)
+    * group:  mu + group_offset (likewise)
+    * cell:   the full w[judge, group, :], broadcasting the terms the spec lacks
     """
-    present = [t for t in TERMS if t in posterior]
-    total = sum(posterior[t] for t in present)
-    total, _, _ = xr.broadcast(total, judges, groups)
+    check_level(posterior, level)
+    if level == "cell":
+        return cell_weights(posterior)
+    own = {"global": "mu", "judge": "judge_offset", "group": "group_offset"}[level]
+    if own in posterior:
+        present = [t for t in _LEVEL_TERMS[level] if t in posterior]
+        total = sum(posterior[t] for t in present)
+    else:  # derive from the cell weights by averaging, as the paper does
+        reduce = {"global": ["judge", "group"], "judge": ["group"], "group": ["judge"]}[level]
+        total = cell_weights(posterior).mean(reduce)
+    order = [d for d in ("chain", "draw", "judge", "group", "property") if d in total.dims]
+    return total.transpose(*order).rename("w")
+
+
+def _coord(posterior: xr.Dataset, dim: str) -> xr.DataArray | None:
+    return posterior[dim] if dim in posterior.coords else None
+
+
+def cell_weights(posterior: xr.Dataset, terms: tuple[str, ...] | None = None) -> xr.DataArray:
+    """w[chain, draw, judge, group, property]: the sum of ``terms`` (default: all present),
+    broadcast over judge and group coordinates the spec lacks (a ``pooled`` fit still gives
+    one, identical, vector per judge and group when its coords carry judge and group)."""
+    names = [t for t in (terms or tuple(TERMS)) if t in posterior]
+    if not names:
+        wanted = ", ".join(terms or TERMS)
+        raise BayesDissectError(f"posterior has none of the weight terms {wanted}")
+    total = sum(posterior[t] for t in names)
+    extra = [c for c in (_coord(posterior, "judge"), _coord(posterior, "group")) if c is not None]
+    if extra:
+        total = xr.broadcast(total, *extra)[0]
+    missing = [d for d in ("judge", "group") if d not in total.dims]
+    if missing:
+        raise BayesDissectError(f"cell weights need the {' and '.join(missing)} coordinate(s)")
     return total.transpose("chain", "draw", "judge", "group", "property").rename("w")
+
+
+def deviation_weights(posterior: xr.Dataset) -> xr.DataArray:
+    """Each judge's deviation from what all judges share, per group, per draw:
+    judge_offset + cell_offset. For the ``paper`` spec (w_cell only) it is w_cell minus its
+    mean over judges in each group, the closest analogue."""
+    if any(t in posterior for t in DEVIATION_TERMS):
+        dev = cell_weights(posterior, DEVIATION_TERMS)
+    elif "w_cell" in posterior:
+        w = posterior["w_cell"]
+        dev = (w - w.mean("judge")).transpose("chain", "draw", "judge", "group", "property")
+    else:
+        raise BayesDissectError("this fit has no judge-level terms (judge_offset, cell_offset "
+                                "or w_cell): judges do not differ in it")
+    return dev.rename("w_dev")
+
+
+def flat_draws(arr: xr.DataArray) -> np.ndarray:
+    """Values with (chain, draw) flattened into one leading sample axis."""
+    return arr.values.reshape((-1,) + arr.shape[2:])
+
+
+def select_labels(coord: xr.DataArray, wanted: list[str] | None, what: str) -> list[str]:
+    """Check user-given labels against a coordinate; one-line error naming the first unknown."""
+    have = [str(v) for v in coord.values]
+    if not wanted:
+        return have
+    for w in wanted:
+        if w not in have:
+            shown = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "")
+            raise BayesDissectError(f"unknown {what} {w!r}; this fit has: {shown}")
+    return list(wanted)
