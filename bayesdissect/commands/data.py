@@ -1,0 +1,114 @@
+"""Data commands: ``simulate`` (GAIR-schema data with known weights) and ``info DATA``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import BayesDissectError
+
+
+def register(sub: Any) -> None:
+    """Add ``simulate`` and ``info`` to the CLI."""
+    p = sub.add_parser(
+        "simulate", help="write a simulated GAIR-schema dataset with known true weights",
+        description="Simulate pairs in the canonical GAIR row schema (raw annotations) with "
+        "labels drawn from the hierarchical model; the truth goes to FILE.truth.nc.")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .parquet or .jsonl")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    jg = p.add_mutually_exclusive_group()
+    jg.add_argument("--judges", type=int, metavar="N",
+                    help="number of judges (the paper's keys first; default: all 33)")
+    jg.add_argument("--paper-judges", action="store_true",
+                    help="the paper's 33 judges (the default)")
+    p.add_argument("--pairs", type=int, metavar="N", help="number of pairs (default 5,240)")
+    p.add_argument("--groups", type=int, metavar="G",
+                   help="number of groups (default: the 11 scenarios in paper proportions)")
+    p.add_argument("--drop-rate", type=float, default=0.04,
+                   help="share of pairs failing the accuracy check (default 0.04)")
+    p.add_argument("--label-rate", type=float, default=1.0,
+                   help="share of labels present; the rest are missing (default 1)")
+    p.add_argument("--no-bias", action="store_true", help="no per-judge position bias")
+    p.add_argument("--title", help="title stored with the data")
+    p.set_defaults(func=_simulate)
+
+    q = sub.add_parser("info", help="load any data source and print its size",
+                       description="Load DATA (GAIR parquet/JSON lines, hf:<id>, demo, tidy "
+                       "CSV/parquet) and print pairs, judges, groups, cases and drops.")
+    q.add_argument("data", metavar="DATA")
+    q.add_argument("--field-map", metavar="JSON",
+                   help="rename fields: a JSON object or a .json file, canonical -> yours")
+    q.set_defaults(func=_info)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ..simulate import LEVELS, simulate
+
+    if args.pairs is not None and args.pairs < 1:
+        raise BayesDissectError(f"--pairs {args.pairs}: expected a positive number")
+    levels = tuple(lv for lv in LEVELS if not (args.no_bias and lv == "bias"))
+    sim = simulate(args.out, n_pairs=args.pairs, judges=args.judges, groups=args.groups,
+                   seed=args.seed, drop_rate=args.drop_rate, label_rate=args.label_rate,
+                   levels=levels, title=args.title)
+    d = sim.data
+    print(f"wrote {sim.path} (SIMULATED: {d.sizes['pair'] + d.attrs['n_dropped']} pairs, "
+          f"{d.attrs['n_dropped']} failing the accuracy check, {d.sizes['judge']} judges, "
+          f"{len(set(d['group'].values))} groups) and truth {sim.truth_path}")
+    return 0
+
+
+def parse_field_map(text: str | None) -> dict[str, str] | None:
+    """``--field-map``: inline JSON object or a path to a .json file."""
+    if text is None:
+        return None
+    raw = text
+    if not text.lstrip().startswith("{"):
+        try:
+            raw = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BayesDissectError(f"--field-map {text}: cannot read ({exc.strerror}); "
+                                    "expected a JSON object or a .json file") from None
+    try:
+        mapping = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BayesDissectError(f"--field-map: invalid JSON ({exc.msg}); expected an object "
+                                "of canonical name -> your name") from None
+    if not isinstance(mapping, dict):
+        raise BayesDissectError("--field-map: expected a JSON object")
+    return mapping
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ..loaders import load
+
+    data = load(args.data, field_map=parse_field_map(args.field_map))
+    out = sys.stdout
+    n, nd = data.sizes["pair"], int(data.attrs.get("n_dropped", 0))
+    title = str(data.attrs.get("title", ""))
+    sim = " (SIMULATED data)" if data.attrs.get("simulated") and \
+        "simulated" not in title.lower() else ""
+    print(f"{title}{sim}", file=out)
+    print(f"source:   {data.attrs.get('source', '')}", file=out)
+    print(f"pairs:    {n} kept, {nd} dropped by the accuracy rule", file=out)
+    labelled = data["y"].notnull().sum("pair").values
+    print(f"judges:   {data.sizes['judge']} ({int(labelled.sum())} labels; "
+          f"{int(labelled.min())}-{int(labelled.max())} per judge)", file=out)
+    groups, counts = _counts(data["group"].values)
+    print(f"groups:   {len(groups)}: " + ", ".join(f"{g} {c}" for g, c in zip(groups, counts,
+                                                                         strict=True)),
+          file=out)
+    cases = [str(v) for v in data.data_vars if str(v).startswith("case_")]
+    print("cases:    " + (", ".join(f"{c[5:]} {int(data[c].sum())}" for c in cases)
+                          or "none"), file=out)
+    print(f"properties: {data.sizes['property']}", file=out)
+    return 0
+
+
+def _counts(values: Any) -> tuple[list[str], list[int]]:
+    import numpy as np
+
+    uniq, cnt = np.unique(np.asarray(values, dtype=str), return_counts=True)
+    return [str(u) for u in uniq], [int(c) for c in cnt]
