@@ -417,6 +417,9 @@ def plot_calibration(calibration: pd.DataFrame) -> Figure:
             "plot_calibration: table needs a predicted and an observed column; it has "
             + ", ".join(map(str, calibration.columns)))
     n = _pick(calibration, "n", "count", "n_obs")
+    calibration = calibration[calibration[x].notna() & calibration[y].notna()]
+    if n:
+        calibration = calibration[calibration[n] > 0]
     lo, hi = _pick(calibration, "lower", "obs_lower"), _pick(calibration, "upper", "obs_upper")
     fig = Figure(figsize=(5.2, 5.0), layout="constrained")
     ax = fig.subplots()
@@ -444,7 +447,7 @@ def plot_calibration(calibration: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_agreement(agreement: pd.DataFrame, *, n_labels: int = 5) -> Figure:
+def plot_agreement(agreement: pd.DataFrame, *, n_labels: int = 4) -> Figure:
     """Observed vs replicated agreement rate for every pair of judges.
 
     ``agreement`` has one row per judge pair: ``judge_a, judge_b``, the observed rate
@@ -460,12 +463,17 @@ def plot_agreement(agreement: pd.DataFrame, *, n_labels: int = 5) -> Figure:
             + ", ".join(map(str, agreement.columns)))
     lo = _pick(agreement, "rep_lower", "replicated_lower", "lower")
     hi = _pick(agreement, "rep_upper", "replicated_upper", "upper")
+    agreement = agreement[agreement[obs].notna() & agreement[rep].notna()]
     o = agreement[obs].to_numpy(float)
     r = agreement[rep].to_numpy(float)
     fig = Figure(figsize=(5.4, 5.2), layout="constrained")
     ax = fig.subplots()
-    lim_lo = float(np.nanmin(np.r_[o, r, 1.0])) - 0.03
-    lim_hi = min(1.0, float(np.nanmax(np.r_[o, r, 0.0])) + 0.03)
+    bounds = [o, r] + ([agreement[lo].to_numpy(float), agreement[hi].to_numpy(float)]
+                       if lo and hi else [])
+    allv = np.concatenate(bounds) if len(o) else np.array([0.0, 1.0])
+    pad = 0.03 * max(float(np.nanmax(allv) - np.nanmin(allv)), 0.1)
+    lim_lo = max(0.0, float(np.nanmin(allv)) - pad)
+    lim_hi = min(1.0, float(np.nanmax(allv)) + pad)
     ax.plot([lim_lo, lim_hi], [lim_lo, lim_hi], color="0.5", ls="--", lw=0.9)
     if lo and hi:
         lov, hiv = agreement[lo].to_numpy(float), agreement[hi].to_numpy(float)
