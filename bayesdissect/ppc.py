@@ -226,7 +226,8 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
         w, bias = _weights_np(piece, pb)
         p = _logits(pb, w, bias)
         np.negative(p, out=p)
-        np.exp(p, out=p)
+        with np.errstate(over="ignore"):  # exp overflow -> inf -> p = 0, as it should
+            np.exp(p, out=p)
         p += 1.0
         np.reciprocal(p, out=p)  # p = sigmoid(logit)
         d = p.shape[0]
