@@ -1,0 +1,327 @@
+"""Fit a model spec to a dataset with NUTS, and save / load the result (model.md §4).
+
+``fit(data, model="hierarchical", ...)`` returns a ``Fit`` holding the data actually fitted,
+the spec, the posterior (an ``xarray.DataTree`` with groups ``posterior`` and
+``sample_stats``) and the diagnostics. ``Fit.save(path)`` writes ONE netCDF file;
+``load_fit(path)`` reads it back exactly, so a loaded fit answers queries without refitting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._io import atomic_path
+from .diagnostics import compute_diagnostics, warn_if_unconverged
+from .errors import BayesDissectError
+from .model import INTERNAL_PREFIXES, build_model
+from .specs import SAMPLERS, ModelSpec, load_spec, spec_from_json
+
+FORMAT = "bayesdissect-fit/1"
+
+
+@dataclass
+class Fit:
+    """A fitted model: data, spec, posterior DataTree, diagnostics."""
+
+    data: xr.Dataset
+    spec: ModelSpec
+    posterior: xr.DataTree
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def draws(self) -> xr.Dataset:
+        """The posterior draws as a Dataset (chain, draw, ...)."""
+        return self.posterior["posterior"].to_dataset()
+
+    @property
+    def sample_stats(self) -> xr.Dataset:
+        return self.posterior["sample_stats"].to_dataset()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit to one netCDF file, atomically (a failure leaves no file)."""
+        tree = xr.DataTree(dataset=xr.Dataset(attrs={
+            "format": FORMAT,
+            "spec": self.spec.to_json(),
+            "diagnostics": json.dumps(self.diagnostics, default=_jsonable),
+            "settings": json.dumps(self.settings, default=_jsonable),
+        }))
+        for name, child in self.posterior.children.items():
+            tree[name] = xr.DataTree(child.to_dataset())
+        tree["data"] = xr.DataTree(self.data)
+        with atomic_path(path) as tmp:
+            tree.to_netcdf(tmp, engine=_engine())
+        return Path(path)
+
+    def __repr__(self) -> str:
+        d = self.diagnostics
+        return (f"Fit(model={self.spec.name!r}, judges={self.data.sizes['judge']}, "
+                f"pairs={self.data.sizes['pair']}, groups={len(np.unique(self.data.group))}, "
+                f"chains={d.get('chains')}, draws={d.get('draws')}, "
+                f"max_rhat={d.get('max_rhat', float('nan')):.3f}, "
+                f"min_ess_bulk={d.get('min_ess_bulk', float('nan')):.0f}, "
+                f"divergences={d.get('divergences')})")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _engine() -> str:
+    """netCDF engine: netCDF4 when installed, else h5netcdf (which needs h5py)."""
+    return "netcdf4" if importlib.util.find_spec("netCDF4") is not None else "h5netcdf"
+
+
+def load_fit(path: str | os.PathLike[str]) -> Fit:
+    """Read a fit written by ``Fit.save``."""
+    p = Path(path)
+    if not p.is_file():
+        raise BayesDissectError(f"fit file {p}: not found")
+    try:
+        with xr.open_datatree(p, engine=_engine()) as tree:
+            tree = tree.load()
+    except (OSError, ValueError) as exc:
+        raise BayesDissectError(f"fit file {p}: not a readable netCDF fit ({exc})") from None
+    attrs = tree.attrs
+    if attrs.get("format") != FORMAT or not {"posterior", "sample_stats", "data"} <= set(
+            tree.children):
+        raise BayesDissectError(f"fit file {p}: not a bayesdissect fit (expected format "
+                                f"{FORMAT!r} with groups posterior, sample_stats, data)")
+    out = xr.DataTree()
+    for name, child in tree.children.items():
+        if name != "data":
+            out[name] = xr.DataTree(child.to_dataset())
+    return Fit(data=tree["data"].to_dataset(), spec=spec_from_json(attrs["spec"]),
+               posterior=out, diagnostics=json.loads(attrs["diagnostics"]),
+               settings=json.loads(attrs.get("settings", "{}")))
+
+
+# ----------------------------------------------------------------------------- subsetting
+
+def _as_list(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    out = [str(v) for v in value if str(v) != ""]
+    return out
+
+
+def subset_data(data: xr.Dataset, judges: Any = None, groups: Any = None,
+                subset: str | None = None) -> xr.Dataset:
+    """Keep only some judges, groups, or the pairs of one case (as one group named after it)."""
+    judge_list = _as_list(judges)
+    if judge_list is not None:
+        known = [str(j) for j in data.judge.values]
+        bad = [j for j in judge_list if j not in known]
+        if bad or not judge_list:
+            raise BayesDissectError(f"--judges: unknown judge(s) {bad or judge_list}; expected "
+                                    f"some of {known}")
+        data = data.sel(judge=judge_list)
+    group_list = _as_list(groups)
+    if group_list is not None:
+        known = sorted(set(np.asarray(data.group.values).astype(str)))
+        bad = [g for g in group_list if g not in known]
+        if bad or not group_list:
+            raise BayesDissectError(f"--groups: unknown group(s) {bad or group_list}; expected "
+                                    f"some of {known}")
+        data = data.isel(pair=np.isin(np.asarray(data.group.values).astype(str), group_list))
+    if subset is not None:
+        var = f"case_{subset}"
+        cases = [str(v)[5:] for v in data.data_vars if str(v).startswith("case_")]
+        if var not in data:
+            raise BayesDissectError(f"--subset: unknown case {subset!r}; expected one of {cases}")
+        keep = np.asarray(data[var].values).astype(bool)
+        if not keep.any():
+            raise BayesDissectError(f"--subset: case {subset!r} has no pairs in this data")
+        data = data.isel(pair=keep)
+        data = data.assign(group=("pair", np.full(data.sizes["pair"], subset, dtype=object)
+                                  .astype(str)))
+    return data
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise BayesDissectError(f"--sampler: unknown sampler {name!r}; expected one of "
+                                f"{SAMPLERS}")
+    module = {"nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro",
+              "blackjax": "blackjax"}[name]
+    if importlib.util.find_spec(module) is None or (
+            name in ("numpyro", "blackjax") and importlib.util.find_spec("jax") is None):
+        raise BayesDissectError(f"--sampler: sampler {name!r} is not installed; install it "
+                                "(e.g. pip install 'bayesdissect[jax]') or pick another of "
+                                f"{SAMPLERS}")
+
+
+def _keep_vars(model: Any) -> list[str]:
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    return [n for n in names if not n.startswith(INTERNAL_PREFIXES)]
+
+
+def _clean(ds: xr.Dataset) -> xr.Dataset:
+    """netCDF-safe copy: object variables as str, attrs as str/int/float."""
+    ds = ds.copy()
+    for name, da in ds.data_vars.items():
+        if da.dtype == object:
+            vals = np.asarray(da.values)
+            ds[name] = da.copy(data=np.where(
+                [v is None or (isinstance(v, float) and np.isnan(v)) for v in vals.ravel()],
+                "", vals.ravel().astype(str)).reshape(vals.shape))
+    for name in ds.coords:
+        if ds[name].dtype == object:
+            ds = ds.assign_coords({name: ds[name].astype(str)})
+    ds.attrs = {k: (v if isinstance(v, str | int | float) else json.dumps(v, default=_jsonable))
+                for k, v in ds.attrs.items()}
+    return ds
+
+
+def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
+                   target_accept: float, progressbar: bool, backend: str, adaptation: str,
+                   cores: int | None) -> tuple[xr.DataTree, dict[str, float]]:
+    import nutpie
+
+    t0 = time.perf_counter()
+    kw: dict[str, Any] = {}
+    if backend == "jax":
+        kw = {"backend": "jax", "gradient_backend": "jax"}
+    compiled = nutpie.compile_pymc_model(model, var_names=_keep_vars(model), **kw)
+    t1 = time.perf_counter()
+    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                         cores=cores, target_accept=target_accept, progress_bar=progressbar,
+                         adaptation=adaptation, save_warmup=True)
+    t2 = time.perf_counter()
+    return tree, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
+
+
+def _sample_pymc(model: Any, sampler: str, *, draws: int, tune: int, chains: int, seed: int,
+                 target_accept: float, progressbar: bool,
+                 cores: int | None) -> tuple[xr.DataTree, dict[str, float]]:
+    import pymc as pm
+
+    t0 = time.perf_counter()
+    with model:
+        tree = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                         nuts_sampler=sampler, target_accept=target_accept,
+                         progressbar=progressbar, cores=cores or min(chains, os.cpu_count() or 1),
+                         var_names=_keep_vars(model), compute_convergence_checks=False,
+                         discard_tuned_samples=False)
+    t1 = time.perf_counter()
+    post = tree["posterior"].to_dataset()
+    sampling = float(post.attrs.get("sampling_time", t1 - t0))
+    return tree, {"compile_seconds": max(0.0, (t1 - t0) - sampling), "sampling_seconds": sampling}
+
+
+def fit(
+    data: xr.Dataset | str | os.PathLike[str],
+    model: str | os.PathLike[str] | ModelSpec = "hierarchical",
+    sampler: str | None = None,
+    chains: int | None = None,
+    draws: int | None = None,
+    tune: int | None = None,
+    seed: int | None = None,
+    target_accept: float | None = None,
+    judges: Any = None,
+    groups: Any = None,
+    subset: str | None = None,
+    progressbar: bool = True,
+    *,
+    backend: str | None = None,
+    adaptation: str | None = None,
+    cores: int | None = None,
+    log_likelihood: bool = False,
+    warn: bool = True,
+) -> Fit:
+    """Fit ``model`` (a spec name, a spec TOML path or a ModelSpec) to ``data``.
+
+    ``data`` is a contract dataset or anything ``bayesdissect.load`` reads. Unset sampler
+    settings come from the spec's ``[sampler]`` table. ``judges`` / ``groups`` (lists or
+    comma-separated strings) and ``subset`` (a case name) select what is fitted. The same
+    ``seed`` gives the same draws; without one a seed is drawn and recorded in
+    ``fit.settings``. ``backend`` (``numba``/``jax``) and ``adaptation``
+    (``diag``/``draw_diag``/``low_rank``) tune nutpie. ``log_likelihood=True`` adds the
+    pointwise log-likelihood group (pairs x judges x draws: large).
+    """
+    t_start = time.perf_counter()
+    spec = load_spec(model)
+    if not isinstance(data, xr.Dataset):
+        from .loaders import load
+
+        data = load(data)
+    sampler = sampler or spec.sampler.name
+    _check_sampler(sampler)
+    chains = int(chains if chains is not None else spec.sampler.chains)
+    draws = int(draws if draws is not None else spec.sampler.draws)
+    tune = int(tune if tune is not None else spec.sampler.tune)
+    target_accept = float(target_accept if target_accept is not None
+                          else spec.sampler.target_accept)
+    for name, val, lo in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
+        if val < lo:
+            raise BayesDissectError(f"--{name}: expected an integer >= {lo}, got {val}")
+    if not 0 < target_accept < 1:
+        raise BayesDissectError(f"--target-accept: expected a number in (0, 1), got "
+                                f"{target_accept}")
+    backend = backend or spec.sampler.backend
+    adaptation = adaptation or spec.sampler.adaptation
+    if backend not in ("numba", "jax"):
+        raise BayesDissectError(f"backend: expected 'numba' or 'jax', got {backend!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**31))
+    seed = int(seed)
+    data = subset_data(data, judges=judges, groups=groups, subset=subset)
+    pm_model = build_model(spec, data, pointwise=log_likelihood)
+    t_built = time.perf_counter()
+    if sampler == "nutpie":
+        tree, timings = _sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains,
+                                       seed=seed, target_accept=target_accept,
+                                       progressbar=progressbar, backend=backend,
+                                       adaptation=adaptation, cores=cores)
+    else:
+        tree, timings = _sample_pymc(pm_model, sampler, draws=draws, tune=tune, chains=chains,
+                                     seed=seed, target_accept=target_accept,
+                                     progressbar=progressbar, cores=cores)
+    timings["build_seconds"] = t_built - t_start
+    keep = _keep_vars(pm_model)
+    post = tree["posterior"].to_dataset()
+    post = _clean(post[[v for v in keep if v in post]])
+    stats = _clean(tree["sample_stats"].to_dataset())
+    warm = tree["warmup_sample_stats"].to_dataset() if "warmup_sample_stats" in tree.children \
+        else None
+    if log_likelihood:
+        import pymc as pm
+
+        ll = pm.compute_log_likelihood(tree, model=pm_model, extend_inferencedata=False,
+                                       progressbar=False)
+        ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
+    t_diag = time.perf_counter()
+    timings["total_seconds"] = t_diag - t_start  # fit wall time, before diagnostics
+    diag = compute_diagnostics(post, stats, timings, warmup_stats=warm)
+    diag["diagnostics_seconds"] = time.perf_counter() - t_diag
+    out = xr.DataTree()
+    out["posterior"] = xr.DataTree(post)
+    out["sample_stats"] = xr.DataTree(stats)
+    if log_likelihood:
+        out["log_likelihood"] = xr.DataTree(_clean(ll_ds))
+    settings = {"sampler": sampler, "chains": chains, "draws": draws, "tune": tune,
+                "seed": seed, "target_accept": target_accept, "backend": backend,
+                "adaptation": adaptation, "judges": _as_list(judges),
+                "groups": _as_list(groups), "subset": subset}
+    result = Fit(data=_clean(data), spec=spec, posterior=out, diagnostics=diag,
+                 settings=settings)
+    if warn:
+        warn_if_unconverged(diag)
+    return result

@@ -1,0 +1,222 @@
+"""Build a PyMC model from a spec and a dataset (model.md §3).
+
+    logit P(y[i, j] = 1) = bias[j] + x[i] . w[j, g(i)]
+    w[j, g, k] = mu[k] + judge_offset[j, k] + group_offset[g, k] + cell_offset[j, g, k]
+                 (+ w_cell[j, g, k] for the paper's independent weights)
+
+Nothing about a particular spec is hard-coded: each level the spec turns on adds its term
+with the prior the spec names. The likelihood scales: pairs are sorted by group and the
+logits are one product per group, (pairs of the group x K) @ (K x judges); missing labels
+are left out by indexing only the observed entries (never imputed). There is no
+(pairs * judges) x parameters design matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import BayesDissectError
+from .specs import Level, ModelSpec, load_spec
+
+#: Posterior variable of each level's term (the posterior contract).
+TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
+              "cell": "cell_offset", "w_cell": "w_cell", "bias": "bias"}
+#: Prefix of sampled helper variables that are not part of the saved posterior.
+INTERNAL_PREFIXES = ("z_", "w_free")
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The arrays the model needs, pairs sorted by group (stable, so order is reproducible).
+
+    ``order`` maps sorted position -> row of the dataset; ``bounds[g]`` is the slice of
+    sorted pairs in group ``groups[g]``; ``obs_flat`` indexes observed entries of the
+    row-major (sorted pair, judge) matrix, or is None when every label is present.
+    """
+
+    judges: np.ndarray
+    groups: np.ndarray
+    properties: np.ndarray
+    order: np.ndarray
+    bounds: tuple[tuple[int, int], ...]
+    x: np.ndarray  # (pairs sorted, K)
+    y: np.ndarray  # (pairs sorted, J), NaN where missing
+    obs_flat: np.ndarray | None
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.y.size if self.obs_flat is None else self.obs_flat.size)
+
+    def observed_entries(self, pair_labels: np.ndarray) -> pd.DataFrame:
+        """(pair, judge) of each entry of the model's observed ``y``, in its order."""
+        n, j = self.y.shape
+        flat = np.arange(n * j) if self.obs_flat is None else self.obs_flat
+        rows, cols = np.divmod(flat, j)
+        return pd.DataFrame({"pair": pair_labels[self.order][rows],
+                             "judge": self.judges[cols]})
+
+
+def prepare_data(data: xr.Dataset) -> ModelData:
+    """Check ``data`` against the data contract and lay it out for the likelihood."""
+    for var, dims in (("x", ("pair", "property")), ("y", ("pair", "judge")), ("group", ("pair",))):
+        if var not in data:
+            raise BayesDissectError(f"dataset: missing variable {var!r}; expected the data "
+                                    "contract (x, y, group)")
+        if set(data[var].dims) != set(dims):
+            raise BayesDissectError(f"dataset: variable {var!r} has dims {data[var].dims}; "
+                                    f"expected {dims}")
+    if data.sizes.get("pair", 0) == 0:
+        raise BayesDissectError("dataset: no pairs to fit")
+    if data.sizes.get("judge", 0) == 0:
+        raise BayesDissectError("dataset: no judges to fit")
+    x = np.asarray(data["x"].transpose("pair", "property").values, dtype=np.float64)
+    y = np.asarray(data["y"].transpose("pair", "judge").values, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise BayesDissectError("dataset: variable 'x' has NaN or infinite features; "
+                                "expected finite numbers")
+    obs = ~np.isnan(y)
+    if not np.isin(y[obs], (0.0, 1.0)).all():
+        raise BayesDissectError("dataset: variable 'y' has values other than 0, 1 or NaN")
+    if not obs.any():
+        raise BayesDissectError("dataset: no observed labels (y is all NaN)")
+    group = np.asarray(data["group"].values).astype(str)
+    groups = np.unique(group)
+    codes = np.searchsorted(groups, group)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(groups))
+    stops = np.cumsum(counts)
+    bounds = tuple((int(a - c), int(a)) for a, c in zip(stops, counts, strict=True))
+    y_sorted = y[order]
+    obs_sorted = ~np.isnan(y_sorted)
+    obs_flat = None if obs_sorted.all() else np.flatnonzero(obs_sorted.ravel())
+    return ModelData(
+        judges=np.asarray(data["judge"].values).astype(str),
+        groups=groups,
+        properties=np.asarray(data["property"].values).astype(str),
+        order=order, bounds=bounds, x=x[order], y=y_sorted, obs_flat=obs_flat,
+    )
+
+
+def _prior(name: str, family: str, loc, scale, nu: float, dims):  # noqa: ANN001, ANN202
+    import pymc as pm
+
+    if family == "normal":
+        return pm.Normal(name, mu=loc, sigma=scale, dims=dims)
+    if family == "laplace":
+        return pm.Laplace(name, mu=loc, b=scale, dims=dims)
+    if family == "student_t":
+        return pm.StudentT(name, nu=nu, mu=loc, sigma=scale, dims=dims)
+    if family == "cauchy":
+        return pm.Cauchy(name, alpha=loc, beta=scale, dims=dims)
+    raise BayesDissectError(f"unknown prior family {family!r}")  # specs.py validates first
+
+
+def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
+    import pymc as pm
+
+    s = level.sigma_scale
+    if level.sigma_prior == "halfnormal":
+        return pm.HalfNormal(name, sigma=s, dims=dims)
+    if level.sigma_prior == "exponential":
+        return pm.Exponential(name, scale=s, dims=dims)
+    if level.sigma_prior == "halfcauchy":
+        return pm.HalfCauchy(name, beta=s, dims=dims)
+    if level.sigma_prior == "halfstudent_t":
+        return pm.HalfStudentT(name, nu=level.nu, sigma=s, dims=dims)
+    raise BayesDissectError(f"unknown sigma prior {level.sigma_prior!r}")
+
+
+def _offset(level: Level, loc=0.0):  # noqa: ANN001, ANN202
+    """The term of one level with its prior; returns (term, free) tensors.
+
+    ``loc`` is only nonzero for a centered cell level, where the sampled variable is the
+    cell's full weight around ``loc`` (hierarchical centering) and the offset is derived.
+    """
+    import pymc as pm
+
+    term = TERM_NAMES[level.name]
+    dims = level.dims
+    if level.hierarchical:
+        sdims = ("property",) if level.sigma_per_property else None
+        scale = _sigma(f"sigma_{level.name}", level, sdims)
+        family = "normal"
+    else:
+        scale = level.scale
+        family = level.prior
+    # A fixed-scale prior is sampled directly: non-centering it would only rescale it.
+    if level.parameterization == "centered" or not level.hierarchical:
+        if loc is not None and not (isinstance(loc, float) and loc == 0.0):
+            free = _prior("w_free", family, loc, scale, level.nu, dims)
+            return pm.Deterministic(term, free - loc, dims=dims), free
+        value = _prior(term, family, 0.0, scale, level.nu, dims)
+        return value, value
+    z = _prior(f"z_{level.name}", family, 0.0, 1.0, level.nu, dims)
+    value = pm.Deterministic(term, scale * z, dims=dims)
+    return value, value
+
+
+def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False):  # noqa: ANN201
+    """A ``pm.Model`` for ``spec`` (a ModelSpec or a name/path) on ``data``.
+
+    Named dims: ``judge``, ``group``, ``property`` (and ``obs`` for the observed labels,
+    pairs sorted by group; ``ModelData.observed_entries`` maps each back to (pair, judge)).
+    ``pointwise`` only records that a pointwise log-likelihood is wanted (it is computed
+    after sampling, see ``fitting.fit``); the model itself never stores one.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    spec = load_spec(spec)
+    md = prepare_data(data)
+    n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
+    coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
+              "obs": np.arange(md.n_obs)}
+    with pm.Model(coords=coords) as model:
+        base = pt.zeros((1, 1, n_k))
+        if spec.has("mu"):
+            lv = spec.levels["mu"]
+            mu = _prior("mu", lv.prior, 0.0, lv.scale, lv.nu, ("property",))
+            base = base + mu[None, None, :]
+        if spec.has("judge"):
+            judge, _ = _offset(spec.levels["judge"])
+            base = base + judge[:, None, :]
+        if spec.has("group"):
+            group, _ = _offset(spec.levels["group"])
+            base = base + group[None, :, :]
+        w = base
+        if spec.has("cell"):
+            lv = spec.levels["cell"]
+            if lv.parameterization == "centered":
+                loc = pt.broadcast_to(base, (n_j, n_g, n_k))
+                _, w = _offset(lv, loc=loc)
+            else:
+                cell, _ = _offset(lv)
+                w = w + cell
+        if spec.has("w_cell"):
+            wc, _ = _offset(spec.levels["w_cell"])
+            w = w + wc
+        w = pt.broadcast_to(w, (n_j, n_g, n_k))
+        bias = None
+        if spec.has("bias"):
+            lv = spec.levels["bias"]
+            bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
+        blocks = []
+        for g, (a, b) in enumerate(md.bounds):
+            xg = pt.constant(md.x[a:b], name=f"x_g{g}")
+            blocks.append(pt.dot(xg, w[:, g, :].T))  # (pairs of g, K) @ (K, J)
+        logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
+        if bias is not None:
+            logits = logits + bias[None, :]
+        flat = logits.ravel()
+        y_flat = md.y.ravel()
+        if md.obs_flat is not None:
+            flat = flat[md.obs_flat]
+            y_flat = y_flat[md.obs_flat]
+        pm.Bernoulli("y", logit_p=flat, observed=y_flat.astype(np.int8), dims="obs")
+    model._bd_data = md  # noqa: SLF001  (layout, for mapping observed entries back)
+    model._bd_pointwise = pointwise  # noqa: SLF001
+    return model

@@ -1,0 +1,272 @@
+"""Model specs: which levels of the model are on, their priors, and the sampler defaults.
+
+A spec is a small TOML file (see ``models/hierarchical.toml``). The built-in specs ship
+inside the package as ``bayesdissect.models``; ``load_spec`` takes a built-in name or the
+path of a user's own ``.toml``. Priors are data here, never code in the builder.
+
+Levels (each optional; at least one weight level must be on):
+
+* ``mu`` (property), ``bias`` (judge), ``w_cell`` (judge, group, property): fixed prior,
+  ``prior`` + ``scale`` (+ ``nu`` for student_t).
+* ``judge`` (judge, property), ``group`` (group, property), ``cell`` (judge, group,
+  property): hierarchical with ``sigma_prior`` + ``sigma_scale`` (one sigma per property,
+  or one shared sigma with ``sigma_per_property = false``), or fixed with ``prior`` +
+  ``scale``; ``parameterization`` is ``"noncentered"`` or ``"centered"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BayesDissectError
+
+#: Levels a spec may name, with the dims of the term each adds.
+LEVEL_DIMS: dict[str, tuple[str, ...]] = {
+    "mu": ("property",),
+    "judge": ("judge", "property"),
+    "group": ("group", "property"),
+    "cell": ("judge", "group", "property"),
+    "w_cell": ("judge", "group", "property"),
+    "bias": ("judge",),
+}
+#: Levels that may have a learned scale (sigma) shared across their members.
+HIERARCHICAL_LEVELS = ("judge", "group", "cell")
+WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
+PRIORS = ("normal", "laplace", "student_t", "cauchy")
+SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
+PARAMETERIZATIONS = ("noncentered", "centered")
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+
+_LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
+               "parameterization"}
+_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation"}
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the model: its prior, or its hierarchical scale prior."""
+
+    name: str
+    prior: str | None = None
+    scale: float | None = None
+    nu: float = 3.0
+    sigma_prior: str | None = None
+    sigma_scale: float | None = None
+    sigma_per_property: bool = True
+    parameterization: str = "noncentered"
+
+    @property
+    def hierarchical(self) -> bool:
+        """True when the level's scale is learned (sigma_prior set)."""
+        return self.sigma_prior is not None
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return LEVEL_DIMS[self.name]
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """Sampler settings a spec proposes; ``fit`` arguments override them."""
+
+    name: str = "nutpie"
+    chains: int = 4
+    draws: int = 500
+    tune: int = 500
+    target_accept: float = 0.8
+    backend: str = "numba"  # nutpie compile backend: numba or jax
+    adaptation: str = "diag"  # nutpie mass-matrix adaptation: diag, draw_diag, low_rank
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: its name, the levels that are on, and sampler defaults."""
+
+    name: str
+    levels: dict[str, Level]
+    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+    description: str = ""
+    source: str = ""
+
+    def has(self, level: str) -> bool:
+        """True when ``level`` is on."""
+        return level in self.levels
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, the same shape as the TOML file (None values omitted)."""
+        levels = {
+            name: {k: v for k, v in dataclasses.asdict(lv).items() if k != "name" and v is not None}
+            for name, lv in self.levels.items()
+        }
+        return {"name": self.name, "description": self.description, "source": self.source,
+                "levels": levels, "sampler": dataclasses.asdict(self.sampler)}
+
+    def to_json(self) -> str:
+        """JSON text that ``spec_from_json`` turns back into an equal spec."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace_level(self, level: str, **changes: Any) -> ModelSpec:
+        """A copy with one level changed (``None`` for ``changes`` switches it off)."""
+        levels = dict(self.levels)
+        if not changes:
+            levels.pop(level, None)
+        else:
+            base = levels.get(level, Level(name=level))
+            levels[level] = dataclasses.replace(base, **changes)
+        return parse_spec({**self.to_dict(), "levels": {
+            n: {k: v for k, v in dataclasses.asdict(lv).items() if k != "name" and v is not None}
+            for n, lv in levels.items()}}, where=f"spec {self.name!r}")
+
+
+def _num(value: Any, where: str, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BayesDissectError(f"{where}: expected a number, got {value!r}")
+    if positive and not value > 0:
+        raise BayesDissectError(f"{where}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _choice(value: Any, options: tuple[str, ...], where: str) -> str:
+    if value not in options:
+        raise BayesDissectError(f"{where}: unknown value {value!r}; expected one of {options}")
+    return str(value)
+
+
+def _parse_level(name: str, raw: Any, where: str) -> Level | None:
+    where = f"{where}, levels.{name}"
+    if not isinstance(raw, dict):
+        raise BayesDissectError(f"{where}: expected a table, got {raw!r}")
+    unknown = sorted(set(raw) - _LEVEL_KEYS)
+    if unknown:
+        raise BayesDissectError(f"{where}: unknown key(s) {unknown}; expected some of "
+                                f"{sorted(_LEVEL_KEYS)}")
+    on = raw.get("on", True)
+    if not isinstance(on, bool):
+        raise BayesDissectError(f"{where}.on: expected true or false, got {on!r}")
+    if not on:
+        return None
+    kw: dict[str, Any] = {"name": name}
+    if "sigma_prior" in raw or "sigma_scale" in raw:
+        if name not in HIERARCHICAL_LEVELS:
+            raise BayesDissectError(f"{where}: sigma_prior is only allowed for levels "
+                                    f"{HIERARCHICAL_LEVELS}")
+        if "prior" in raw or "scale" in raw:
+            raise BayesDissectError(f"{where}: give either prior+scale or "
+                                    "sigma_prior+sigma_scale, not both")
+        kw["sigma_prior"] = _choice(raw.get("sigma_prior"), SIGMA_PRIORS, f"{where}.sigma_prior")
+        kw["sigma_scale"] = _num(raw.get("sigma_scale"), f"{where}.sigma_scale")
+        per = raw.get("sigma_per_property", True)
+        if not isinstance(per, bool):
+            raise BayesDissectError(f"{where}.sigma_per_property: expected true or false")
+        kw["sigma_per_property"] = per
+    else:
+        kw["prior"] = _choice(raw.get("prior"), PRIORS, f"{where}.prior")
+        kw["scale"] = _num(raw.get("scale"), f"{where}.scale")
+    if "nu" in raw:
+        kw["nu"] = _num(raw["nu"], f"{where}.nu")
+    if "parameterization" in raw:
+        kw["parameterization"] = _choice(raw["parameterization"], PARAMETERIZATIONS,
+                                         f"{where}.parameterization")
+    return Level(**kw)
+
+
+def parse_spec(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
+    """Validate a spec given as a dict (parsed TOML); raise one clear line on error."""
+    if not isinstance(raw, dict):
+        raise BayesDissectError(f"{where}: expected a table")
+    unknown = sorted(set(raw) - {"name", "description", "levels", "sampler", "source"})
+    if unknown:
+        raise BayesDissectError(f"{where}: unknown key(s) {unknown}; expected name, "
+                                "description, levels, sampler")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise BayesDissectError(f"{where}: missing 'name' (a non-empty string)")
+    raw_levels = raw.get("levels", {})
+    if not isinstance(raw_levels, dict):
+        raise BayesDissectError(f"{where}: 'levels' must be a table")
+    levels: dict[str, Level] = {}
+    for lname, lraw in raw_levels.items():
+        if lname not in LEVEL_DIMS:
+            raise BayesDissectError(f"{where}: unknown level {lname!r}; expected one of "
+                                    f"{tuple(LEVEL_DIMS)}")
+        level = _parse_level(lname, lraw, where)
+        if level is not None:
+            levels[lname] = level
+    if not any(lv in levels for lv in WEIGHT_LEVELS):
+        raise BayesDissectError(f"{where}: no weight level is on; turn on at least one of "
+                                f"{WEIGHT_LEVELS}")
+    s_raw = raw.get("sampler", {})
+    if not isinstance(s_raw, dict):
+        raise BayesDissectError(f"{where}: 'sampler' must be a table")
+    unknown = sorted(set(s_raw) - _SAMPLER_KEYS)
+    if unknown:
+        raise BayesDissectError(f"{where}, sampler: unknown key(s) {unknown}; expected some of "
+                                f"{sorted(_SAMPLER_KEYS)}")
+    skw: dict[str, Any] = {}
+    if "name" in s_raw:
+        skw["name"] = _choice(s_raw["name"], SAMPLERS, f"{where}, sampler.name")
+    for key in ("chains", "draws", "tune"):
+        if key in s_raw:
+            v = s_raw[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "tune" else 1):
+                raise BayesDissectError(f"{where}, sampler.{key}: expected a positive integer, "
+                                        f"got {v!r}")
+            skw[key] = v
+    if "target_accept" in s_raw:
+        ta = _num(s_raw["target_accept"], f"{where}, sampler.target_accept")
+        if not 0 < ta < 1:
+            raise BayesDissectError(f"{where}, sampler.target_accept: expected a number in "
+                                    f"(0, 1), got {ta}")
+        skw["target_accept"] = ta
+    if "backend" in s_raw:
+        skw["backend"] = _choice(s_raw["backend"], ("numba", "jax"), f"{where}, sampler.backend")
+    if "adaptation" in s_raw:
+        skw["adaptation"] = _choice(s_raw["adaptation"], ("diag", "draw_diag", "low_rank"),
+                                    f"{where}, sampler.adaptation")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise BayesDissectError(f"{where}: 'description' must be a string")
+    return ModelSpec(name=name, levels=levels, sampler=SamplerDefaults(**skw),
+                     description=description, source=str(raw.get("source", "")))
+
+
+def builtin_specs() -> list[str]:
+    """Names of the specs shipped with the package."""
+    root = importlib.resources.files("bayesdissect.models")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_spec(name_or_path: str | Path | ModelSpec) -> ModelSpec:
+    """A built-in spec by name (``hierarchical``, ``paper``, ``pooled``) or a user's TOML."""
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
+    text_name = str(name_or_path)
+    path = Path(text_name)
+    if text_name.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise BayesDissectError(f"model spec {text_name}: file not found")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise BayesDissectError(f"model spec {text_name}: not valid TOML ({exc})") from None
+        source = str(path)
+    else:
+        resource = importlib.resources.files("bayesdissect.models") / f"{text_name}.toml"
+        if not resource.is_file():
+            raise BayesDissectError(f"unknown model {text_name!r}; expected one of "
+                                    f"{builtin_specs()} or the path of a .toml spec")
+        raw = tomllib.loads(resource.read_text())
+        source = f"builtin:{text_name}"
+    raw = {**raw, "source": source}
+    return parse_spec(raw, where=f"model spec {text_name}")
+
+
+def spec_from_json(text: str) -> ModelSpec:
+    """Inverse of ``ModelSpec.to_json`` (used when a saved fit is loaded)."""
+    return parse_spec(json.loads(text), where="saved spec")
