@@ -18,6 +18,7 @@ applies them all to a sequence of row mappings. Every malformed input raises
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,13 +211,25 @@ class _Rows:
         return out
 
     def structs(self, canonical: str, expected: str, nullable: bool = False) -> list[Any]:
-        """Top-level struct field of every row (a mapping; None allowed if ``nullable``)."""
+        """Top-level struct field of every row (a mapping; None allowed if ``nullable``).
+        A struct stored as a JSON-object string is decoded."""
         vals = self.column(canonical, expected)
         name = self.name(canonical)
         for i, v in enumerate(vals):
+            v = vals[i] = self.decode(i, name, v, expected)
             if not (isinstance(v, Mapping) or (nullable and v is None)):
                 raise self.fail(i, name, expected, v)
         return vals
+
+    def decode(self, i: int, name: str, v: Any, expected: str) -> Any:
+        """A JSON-object string -> dict (some exports serialise nested fields as text)."""
+        if isinstance(v, str) and v.lstrip().startswith("{"):
+            try:
+                return json.loads(v)
+            except ValueError:
+                raise self.fail(i, name, f"{expected} (as JSON text: it does not parse)",
+                                v) from None
+        return v
 
     def keys(self, structs: list[Any], parent: str, canonical: str, expected: str) -> list[Any]:
         """One key of each struct; raises if absent."""
@@ -312,7 +325,7 @@ def _query_specific(r: _Rows, cases: dict[str, np.ndarray]) -> np.ndarray:
         name = r.name(f"query-specific_response_{side}")
         vals = []
         for i, row in enumerate(r.rows):
-            v = row.get(name)
+            v = r.decode(i, name, row.get(name), "a struct of query-specific ratings")
             if v is not None and not isinstance(v, Mapping):
                 raise r.fail(i, name, "a struct of query-specific ratings, or null", v)
             vals.append(v)

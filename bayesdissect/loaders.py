@@ -293,7 +293,11 @@ def _load_hf(text: str, field_map: Mapping[str, str] | None, split: str,
         else:
             what = f"could not be loaded ({name}: {_reason(exc)})"
         raise BayesDissectError(f"{text}: {what}; {local_hint}") from None
-    table = ds.data.table if hasattr(ds, "data") else ds
+    if not isinstance(ds, datasets.Dataset):
+        raise BayesDissectError(f"{text}: split {split!r} did not give one table "
+                                f"(got {type(ds).__name__}); expected a split name such as "
+                                "'train'")
+    table = ds.data.table
     return _from_gair_rows(_arrow_rows(table), text, field_map, title,
                            {"title": f"GAIR preference-dissection ({repo}, split {split})"})
 

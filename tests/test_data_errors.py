@@ -91,6 +91,8 @@ def test_missing_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     rows = rows3()
     rows[1]["basic_response_1"] = "3"
     fails(write_jsonl(tmp_path / "s.jsonl", rows), "row 1", "basic_response_1", "struct")
+    rows[1]["basic_response_1"] = '{"polite": 3'
+    fails(write_jsonl(tmp_path / "s.jsonl", rows), "row 1", "basic_response_1", "JSON text")
 
 
 def test_missing_property_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

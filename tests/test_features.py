@@ -321,3 +321,18 @@ def test_all_judge_keys_accepted() -> None:
     row = base_row(preference_labels={j: "response_2" for j in reversed(JUDGE_KEYS)})
     t = gair_table([row])
     assert t.judges == list(JUDGE_KEYS) and (t.y == 0).all()
+
+
+def test_structs_stored_as_json_text_are_decoded() -> None:
+    import json
+
+    row = base_row(errors_response_1=errors("severe"), **{"clear intent": "No"})
+    row["query-specific_response_1"] = dict(QS_NULL, **{"clarify user intent": 3})
+    row["query-specific_response_2"] = dict(QS_NULL, **{"clarify user intent": 1})
+    want = feats(row)
+    assert want[22] == -1.0 and want[23] == 1.0
+    text = dict(row)
+    for f in ("basic_response_1", "errors_response_1", "query-specific_response_1",
+              "preference_labels", "response_2"):
+        text[f] = json.dumps(row[f])
+    assert np.array_equal(feats(text), want)
