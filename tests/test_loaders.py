@@ -234,3 +234,20 @@ def test_cli_info_prints_counts(capsys: pytest.CaptureFixture[str], sim_files) -
     d = sim.data
     assert f"{d.sizes['pair']} kept, {d.attrs['n_dropped']} dropped" in out
     assert "judges:   6" in out and "groups:   4" in out and "imulated" in out
+
+
+def test_cli_info_field_map(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            sim_files) -> None:
+    from bayesdissect.cli import main
+
+    rows = [dict(r) for r in sim_files["jsonl"].rows[:50]]
+    for r in rows:
+        r["category"] = r.pop("scenario_group")
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "map.json").write_text('{"scenario_group": "category"}')
+    assert main(["info", str(path), "--field-map", '{"scenario_group": "category"}']) == 0
+    assert main(["info", str(path), "--field-map", str(tmp_path / "map.json")]) == 0
+    assert "pairs:" in capsys.readouterr().out
+    assert main(["info", str(path), "--field-map", "{oops"]) == 2
+    assert "--field-map" in capsys.readouterr().err
