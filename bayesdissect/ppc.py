@@ -512,7 +512,7 @@ def compare_models(fits: list[Any], names: list[str] | None = None) -> pd.DataFr
     for r, pw in zip(results, aligned, strict=True):
         diff = aligned[best] - pw
         rows.append({"model": r.name, "elpd_loo": r.elpd_loo, "se": r.se,
-                     "elpd_diff": float(-diff.sum()),
+                     "elpd_diff": float(-diff.sum()) + 0.0,
                      "se_diff": float(np.sqrt(diff.size * diff.var())),
                      "p_loo": r.p_loo, "n_obs": r.n_obs, "n_bad_k": r.n_bad_k})
     df = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False).reset_index(drop=True)

@@ -1,0 +1,172 @@
+"""Commands that answer questions of a saved fit: effects, compare, similarity, clusters,
+ppc (posterior predictive checks) and compare-models. Every table goes through
+``output.emit`` (``--format table|csv|json``, ``--out FILE``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .output import add_output_args, emit
+
+
+def _load(path: str) -> Any:
+    from ..fitting import load_fit
+    return load_fit(path)
+
+
+def _prob(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prob", type=float, default=0.9,
+                        help="probability mass of the equal-tailed interval (default 0.9)")
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    """A one-line context note on stderr (tables only, so csv/json stay clean to parse)."""
+    if args.format == "table" and not args.out:
+        print(text, file=sys.stderr)
+
+
+def _effects(args: argparse.Namespace) -> int:
+    from ..effects import effects
+    emit(effects(_load(args.fit), args.level, judges=args.judge, groups=args.group,
+                 prob=args.prob), args)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..effects import contrast
+    emit(contrast(_load(args.fit), args.judge_a, args.judge_b, group=args.group,
+                  prob=args.prob), args)
+    return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    from ..similarity import similarity
+    emit(similarity(_load(args.fit), kind=args.kind, group=args.group, prob=args.prob), args)
+    return 0
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from ..clusters import clusters
+    res = clusters(_load(args.fit), k=args.k, kind=args.kind, group=args.group)
+    _note(args, f"K = {res.k} ({res.rule}); {res.n_draws} posterior draws; stability = share "
+                "of draws in which exactly that cluster appears")
+    table = {"clusters": res.clusters, "judges": res.assignments(), "pairs": res.pairs(),
+             "silhouette": res.silhouette.rename_axis("k").reset_index()}[args.table]
+    emit(table, args)
+    return 0
+
+
+def _ppc(args: argparse.Namespace) -> int:
+    from ..ppc import loo, ppc
+    fit = _load(args.fit)
+    if args.table == "loo":
+        res = loo(fit)
+        _note(args, f"elpd_loo = {res.elpd_loo:.1f} (se {res.se:.1f}), p_loo = {res.p_loo:.1f}, "
+                    f"{res.n_bad_k} of {res.n_obs} entries with Pareto k > "
+                    f"{res.k_threshold:.2f}")
+        emit(res.by_judge, args)
+        return 0
+    res = ppc(fit, seed=args.seed, n_bins=args.bins, prob=args.prob)
+    fl = res.flagged()
+    sc = res.scores.set_index("judge").loc["all"]
+    _note(args, f"{res.n_draws} draws; accuracy {sc.accuracy:.3f}, log score "
+                f"{sc.log_score:.3f} (coin: -0.693); flagged (p < 0.025 or > 0.975): "
+                f"{fl['judges']} judges, {fl['groups']} groups, {fl['agreement_pairs']} of "
+                f"{fl['agreement_pairs_total']} judge pairs' agreement")
+    emit(res.tables()[args.table], args)
+    return 0
+
+
+def _compare_models(args: argparse.Namespace) -> int:
+    from ..errors import BayesDissectError
+    from ..ppc import compare_models
+    if len(args.fits) < 2:
+        raise BayesDissectError("compare-models needs at least two fits")
+    fits = [_load(p) for p in args.fits]
+    names = [str(getattr(getattr(f, "spec", None), "name", "") or Path(p).stem)
+             for f, p in zip(fits, args.fits, strict=True)]
+    if len(set(names)) < len(names):  # same spec twice: name them by file
+        names = [Path(p).stem for p in args.fits]
+    emit(compare_models(fits, names=names), args)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the query commands to the ``bayesdissect`` dispatcher."""
+    p = sub.add_parser("effects", help="property effects with credible intervals",
+                       description="Posterior mean, sd, equal-tailed interval, P(w > 0) and "
+                       "the paper's 100*sigmoid(w) scale of every property weight at a level.")
+    p.add_argument("fit", metavar="FIT", help="a saved fit (bayesdissect fit ... --out FIT)")
+    p.add_argument("--level", default="judge", choices=["global", "judge", "group", "cell"],
+                   help="global = mu; judge = mu + judge (averaged over groups); group = "
+                   "mu + group; cell = full w[judge, group] (default: judge)")
+    p.add_argument("--judge", nargs="+", default=None, metavar="JUDGE", help="only these judges")
+    p.add_argument("--group", nargs="+", default=None, metavar="GROUP", help="only these groups")
+    _prob(p)
+    add_output_args(p)
+    p.set_defaults(func=_effects)
+
+    p = sub.add_parser("compare", help="judge A minus judge B, property by property",
+                       description="Posterior of w_A - w_B per property with interval and "
+                       "P(w_A > w_B); biggest credible differences first.")
+    p.add_argument("fit", metavar="FIT")
+    p.add_argument("judge_a", metavar="JUDGE_A")
+    p.add_argument("judge_b", metavar="JUDGE_B")
+    p.add_argument("--group", default=None, help="compare cell weights in this group "
+                   "(default: judge level, averaged over groups)")
+    _prob(p)
+    add_output_args(p)
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("similarity", help="judge similarity with intervals",
+                       description="The paper's similarity (Pearson correlation of two judges' "
+                       "weight vectors per group, averaged over groups) per posterior draw: "
+                       "mean and interval for every pair, and of_means = the similarity of "
+                       "posterior means (the paper's number).")
+    p.add_argument("fit", metavar="FIT")
+    p.add_argument("--kind", default="paper", choices=["paper", "deviation"],
+                   help="paper: full weights; deviation: judge + cell terms only (not "
+                   "inflated by what all judges share)")
+    p.add_argument("--group", default=None, help="one group instead of the group average")
+    _prob(p)
+    add_output_args(p)
+    p.set_defaults(func=_similarity)
+
+    p = sub.add_parser("clusters", help="judge clusters with co-clustering probabilities",
+                       description="Average-linkage clustering on 1 - similarity of posterior "
+                       "means, repeated on every draw: stability of each cluster and "
+                       "co-clustering probability of every pair.")
+    p.add_argument("fit", metavar="FIT")
+    p.add_argument("--k", type=int, default=None,
+                   help="number of clusters (default: max mean silhouette over 2..min(10, J-1))")
+    p.add_argument("--kind", default="paper", choices=["paper", "deviation"])
+    p.add_argument("--group", default=None, help="cluster on one group's similarity")
+    p.add_argument("--table", default="clusters",
+                   choices=["clusters", "judges", "pairs", "silhouette"],
+                   help="what to print (default: clusters)")
+    add_output_args(p)
+    p.set_defaults(func=_clusters)
+
+    p = sub.add_parser("ppc", help="posterior predictive checks",
+                       description="Observed vs replicated share of 'response 1 preferred' "
+                       "per judge and group, agreement of every judge pair, accuracy, log "
+                       "score, calibration; --table loo for PSIS-LOO per judge.")
+    p.add_argument("fit", metavar="FIT")
+    p.add_argument("--table", default="summary",
+                   choices=["summary", "judges", "groups", "agreement", "worst", "calibration",
+                            "scores", "loo"], help="what to print (default: summary)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the replications")
+    p.add_argument("--bins", type=int, default=10, help="calibration bins (default 10)")
+    _prob(p)
+    add_output_args(p)
+    p.set_defaults(func=_ppc)
+
+    p = sub.add_parser("compare-models", help="rank fits by PSIS-LOO elpd",
+                       description="Expected log predictive density (PSIS-LOO) of each fit of "
+                       "the same data, best first, with standard errors of the differences.")
+    p.add_argument("fits", nargs="+", metavar="FIT")
+    add_output_args(p)
+    p.set_defaults(func=_compare_models)
