@@ -1,0 +1,158 @@
+"""Commands ``fit`` (fit a model spec to data and save it) and ``check`` (diagnostics).
+
+``check`` is built from sections: each entry of ``CHECK_SECTIONS`` is a function
+``(fit, args) -> dict``; the diagnostics section comes first, and more sections (e.g.
+posterior predictive checks) are added by appending to the list. JSON output is one object
+with the diagnostics' keys at the top level and every other section under its name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import BayesDissectError
+
+
+def _int_arg(text: str | None, flag: str, low: int | None) -> int | None:
+    """Parse an integer option here (not in argparse) so a bad value is one clear line."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise BayesDissectError(f"{flag}: expected an integer, got {text!r}") from None
+    if low is not None and value < low:
+        raise BayesDissectError(f"{flag}: expected an integer >= {low}, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``fit`` and ``check``."""
+    p = sub.add_parser("fit", help="fit a model to data and save the fit",
+                       description="Fit a model spec to DATA with NUTS and save the fit "
+                       "(posterior, data, spec, diagnostics) to one netCDF file.")
+    p.add_argument("data", metavar="DATA",
+                   help="dataset: 'demo', a GAIR parquet/jsonl file, hf:ID, or a tidy table")
+    p.add_argument("--out", required=True, metavar="FIT", help="where to write the fit (.nc)")
+    p.add_argument("--model", default="hierarchical", metavar="NAME|PATH",
+                   help="built-in spec (hierarchical, paper, pooled) or a spec .toml "
+                   "(default: hierarchical)")
+    p.add_argument("--sampler", default=None, help="nutpie (default), pymc, numpyro, blackjax")
+    p.add_argument("--chains", default=None, metavar="N", help="number of chains")
+    p.add_argument("--draws", default=None, metavar="N", help="draws per chain after tuning")
+    p.add_argument("--tune", default=None, metavar="N", help="tuning steps per chain")
+    p.add_argument("--seed", default=None, metavar="S", help="random seed (same seed, same "
+                   "draws)")
+    p.add_argument("--target-accept", default=None, metavar="P",
+                   help="NUTS target acceptance rate in (0, 1)")
+    p.add_argument("--backend", choices=["numba", "jax"], default=None,
+                   help="nutpie compile back end (default: from the spec)")
+    p.add_argument("--judges", default=None, metavar="A,B,...", help="fit only these judges")
+    p.add_argument("--groups", default=None, metavar="G1,G2,...", help="fit only these groups")
+    p.add_argument("--subset", default=None, metavar="CASE",
+                   help="fit only the pairs of one case (e.g. w_stances), as one group")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_fit)
+
+    c = sub.add_parser("check", help="convergence diagnostics of a saved fit",
+                       description="Print a saved fit's diagnostics: R-hat, ESS, divergences, "
+                       "tree depth, step size, time per phase.")
+    c.add_argument("fit", metavar="FIT", help="a fit written by 'bayesdissect fit'")
+    c.add_argument("--format", choices=["table", "json"], default="table")
+    c.set_defaults(func=_check)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..fitting import fit
+    from ..specs import load_spec
+
+    load_spec(args.model)  # a bad model name fails before the data are read
+    chains = _int_arg(args.chains, "--chains", 1)
+    draws = _int_arg(args.draws, "--draws", 1)
+    tune = _int_arg(args.tune, "--tune", 0)
+    seed = _int_arg(args.seed, "--seed", 0)
+    target_accept = None
+    if args.target_accept is not None:
+        try:
+            target_accept = float(args.target_accept)
+        except ValueError:
+            target_accept = float("nan")
+        if not 0 < target_accept < 1:
+            raise BayesDissectError(f"--target-accept: expected a number in (0, 1), got "
+                                    f"{args.target_accept!r}")
+    if args.sampler is not None:
+        from ..fitting import _check_sampler
+        _check_sampler(args.sampler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(args.data, model=args.model, sampler=args.sampler, chains=chains,
+                     draws=draws, tune=tune, seed=seed, target_accept=target_accept,
+                     judges=args.judges, groups=args.groups,
+                     subset=args.subset, progressbar=not args.quiet and sys.stderr.isatty(),
+                     backend=args.backend)
+    result.save(args.out)
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "converged" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
+    if not args.quiet:
+        d = result.diagnostics
+        print(f"wrote {args.out}: {result.spec.name}, {d['chains']} chains x {d['draws']} draws, "
+              f"max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
+              f"{d['divergences']} divergences, {d['total_seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+def diagnostics_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The stored convergence diagnostics (plus the fit's settings)."""
+    d = dict(fit.diagnostics)
+    d["model"] = fit.spec.name
+    d["settings"] = fit.settings
+    return d
+
+
+#: Sections of ``check``; append ``(name, function)`` to add one (e.g. posterior predictive).
+CHECK_SECTIONS: list[tuple[str, Callable[[Any, argparse.Namespace], dict[str, Any]]]] = [
+    ("diagnostics", diagnostics_section),
+]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..diagnostics import summary_table
+    from ..fitting import load_fit
+
+    fit = load_fit(args.fit)
+    sections = {name: fn(fit, args) for name, fn in CHECK_SECTIONS}
+    diag = sections.pop("diagnostics")
+    if args.format == "json":
+        out = {**diag, **sections}
+        sys.stdout.write(json.dumps(out, indent=1, default=str) + "\n")
+        return 0
+    lines = [f"model: {diag['model']}"]
+    rows = summary_table(diag)
+    width = max(len(k) for k, _ in rows)
+    lines += [f"{k:<{width}}  {_fmt(v)}" for k, v in rows]
+    for key, title in (("worst_rhat", "largest R-hat"), ("worst_ess_bulk", "smallest bulk ESS"),
+                       ("worst_ess_tail", "smallest tail ESS")):
+        worst = diag.get(key) or []
+        if worst:
+            lines.append(f"{title}: " + ", ".join(f"{n} ({_fmt(v)})" for n, v in worst[:3]))
+    warns = diag.get("warnings") or []
+    lines.append("converged: " + ("yes" if not warns else "NO -- " + "; ".join(warns)))
+    for name, sec in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k}: {_fmt(v)}" for k, v in sec.items()]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
