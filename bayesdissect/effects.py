@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from .errors import BayesDissectError
 from .weights import as_posterior, check_level, flat_draws, level_weights, select_labels
@@ -45,27 +46,7 @@ def summarise_draws(draws: np.ndarray, prob: float = 0.9) -> dict[str, np.ndarra
     }
 
 
-def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
-            groups: list[str] | None = None, prob: float = 0.9) -> pd.DataFrame:
-    """Property effects at ``level`` (global, judge, group, cell) as a tidy table with
-    columns ``EFFECT_COLUMNS``; ``judges`` / ``groups`` filter the rows (an unknown name is a
-    BayesDissectError); judge / group are empty strings where the level has none."""
-    post = as_posterior(fit)
-    check_level(post, level)
-    w = level_weights(post, level)
-    sel: dict[str, list[str]] = {}
-    if "judge" in w.dims:
-        sel["judge"] = select_labels(w["judge"], judges, "judge")
-    elif judges:
-        raise BayesDissectError(f"--judge does not apply at level {level!r} (it has no judges); "
-                                "use --level judge or cell")
-    if "group" in w.dims:
-        sel["group"] = select_labels(w["group"], groups, "group")
-    elif groups:
-        raise BayesDissectError(f"--group does not apply at level {level!r} (it has no groups); "
-                                "use --level group or cell")
-    if sel:
-        w = w.sel(sel)
+def _table(w: xr.DataArray, level: str, prob: float) -> pd.DataFrame:
     stats = summarise_draws(flat_draws(w), prob)
     index_dims = [d for d in ("judge", "group", "property") if d in w.dims]
     grids = np.meshgrid(*[w[d].values.astype(str) for d in index_dims], indexing="ij")
@@ -76,6 +57,34 @@ def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
     for key, val in stats.items():
         frame[key] = np.asarray(val, dtype=float).ravel()
     return pd.DataFrame(frame, columns=EFFECT_COLUMNS)
+
+
+def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
+            groups: list[str] | None = None, prob: float = 0.9) -> pd.DataFrame:
+    """Property effects at ``level`` (global, judge, group, cell) as a tidy table with
+    columns ``EFFECT_COLUMNS``; ``judges`` / ``groups`` filter the rows (an unknown name is a
+    BayesDissectError); judge / group are empty strings where the level has none.
+    Judge-varying levels are computed one judge at a time (memory: draws x groups x K)."""
+    post = as_posterior(fit)
+    check_level(post, level)
+    _check_prob(prob)
+    by_judge = level in ("judge", "cell")
+    by_group = level in ("group", "cell")
+    if judges and not by_judge:
+        raise BayesDissectError(f"--judge does not apply at level {level!r} (it has no judges); "
+                                "use --level judge or cell")
+    if groups and not by_group:
+        raise BayesDissectError(f"--group does not apply at level {level!r} (it has no groups); "
+                                "use --level group or cell")
+    gsel = select_labels(post["group"], groups, "group") if by_group else None
+    if not by_judge:
+        w = level_weights(post, level)
+        return _table(w.sel(group=gsel) if gsel is not None else w, level, prob)
+    parts = []
+    for j in select_labels(post["judge"], judges, "judge"):
+        w = level_weights(post.sel(judge=[j]), level)
+        parts.append(_table(w.sel(group=gsel) if gsel is not None else w, level, prob))
+    return pd.concat(parts, ignore_index=True)
 
 
 def all_effects(fit: Any, prob: float = 0.9) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import BayesDissectError
-from .weights import TERMS, as_posterior
+from .weights import TERMS, as_posterior, blas_single_thread
 
 #: Mid-p values below this or above 1 - this are flagged.
 FLAG_P = 0.025
@@ -45,6 +45,8 @@ class _Problem:
     x: np.ndarray  # (N, K) float32, pairs sorted by group
     y: np.ndarray  # (N, J) float32 0/1 (0 where missing)
     mask: np.ndarray  # (N, J) bool, labelled
+    yt: np.ndarray  # (J, N) float32, contiguous (the layout of the replication loop)
+    maskt: np.ndarray  # (J, N) bool, contiguous
     slices: list[slice]  # pair rows of each group
     judges: list[str]
     groups: list[str]
@@ -64,8 +66,10 @@ def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
     x = np.asarray(data["x"].transpose("pair", "property").values, dtype=np.float32)[order]
     yv = np.asarray(data["y"].transpose("pair", "judge").values, dtype=float)[order]
     mask = ~np.isnan(yv)
+    y = np.where(mask, yv, 0.0).astype(np.float32)
     return _Problem(
-        x=np.ascontiguousarray(x), y=np.where(mask, yv, 0.0).astype(np.float32), mask=mask,
+        x=np.ascontiguousarray(x), y=y, mask=mask, yt=np.ascontiguousarray(y.T),
+        maskt=np.ascontiguousarray(mask.T),
         slices=[slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(groups))],
         judges=[str(v) for v in data["judge"].values], groups=groups,
         properties=[str(v) for v in data["property"].values],
@@ -101,12 +105,14 @@ def _weights_np(post: xr.Dataset, prob: _Problem, judges: list[str] | None = Non
 
 
 def _logits(prob: _Problem, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """(S, N, J) logits from weights (S, J, G, K) and bias (S, J)."""
+    """(S, J, N) logits from weights (S, J, G, K) and bias (S, J): per group one GEMM
+    (S*J, K) @ (K, pairs of the group)."""
     s, j = bias.shape
-    out = np.empty((s, prob.x.shape[0], j), dtype=np.float32)
+    out = np.empty((s, j, prob.x.shape[0]), dtype=np.float32)
     for g, sl in enumerate(prob.slices):
-        out[:, sl, :] = np.matmul(prob.x[sl][None], w[:, :, g, :].transpose(0, 2, 1))
-    out += bias[:, None, :]
+        wg = np.ascontiguousarray(w[:, :, g, :]).reshape(s * j, -1)
+        out[:, :, sl] = (wg @ prob.x[sl].T).reshape(s, j, -1)
+    out += bias[:, :, None]
     return out
 
 
@@ -222,27 +228,29 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     agree = np.empty((s, j, j), dtype=np.float32)
     psum = np.zeros((n, j))
     pos = 0
-    for piece in _draw_pieces(post, chunk):
-        w, bias = _weights_np(piece, pb)
-        p = _logits(pb, w, bias)
-        np.negative(p, out=p)
-        with np.errstate(over="ignore"):  # exp overflow -> inf -> p = 0, as it should
-            np.exp(p, out=p)
-        p += 1.0
-        np.reciprocal(p, out=p)  # p = sigmoid(logit)
-        d = p.shape[0]
-        psum += p.sum(0, dtype=np.float64)
-        yrep = rng.random(p.shape, dtype=np.float32) < p
-        del p
-        yes = (yrep & pb.mask).astype(np.float32)  # replicated "response 1", labelled only
-        no = (~yrep & pb.mask).astype(np.float32)
-        del yrep
-        share_j[pos:pos + d] = yes.sum(1)
-        for gi, sl in enumerate(pb.slices):
-            share_g[pos:pos + d, gi] = yes[:, sl].sum((1, 2))
-        yt = yes.transpose(0, 2, 1)
-        agree[pos:pos + d] = np.matmul(yt, yes) + np.matmul(no.transpose(0, 2, 1), no)
-        pos += d
+    maskt = pb.maskt
+    with blas_single_thread():
+        for piece in _draw_pieces(post, chunk):
+            w, bias = _weights_np(piece, pb)
+            p = _logits(pb, w, bias)  # (d, J, N)
+            np.negative(p, out=p)
+            with np.errstate(over="ignore"):  # exp overflow -> inf -> p = 0, as it should
+                np.exp(p, out=p)
+            p += 1.0
+            np.reciprocal(p, out=p)  # p = sigmoid(logit)
+            d = p.shape[0]
+            psum += p.sum(0, dtype=np.float64).T
+            yrep = rng.random(p.shape, dtype=np.float32) < p
+            del p
+            yes = (yrep & maskt).astype(np.float32)  # replicated "response 1", labelled only
+            no = (~yrep & maskt).astype(np.float32)
+            del yrep
+            share_j[pos:pos + d] = yes.sum(2)
+            for gi, sl in enumerate(pb.slices):
+                share_g[pos:pos + d, gi] = yes[:, :, sl].sum((1, 2))
+            for i in range(d):
+                agree[pos + i] = yes[i] @ yes[i].T + no[i] @ no[i].T
+            pos += d
     n_j = pb.mask.sum(0)
     n_g = np.array([pb.mask[sl].sum() for sl in pb.slices])
     share_j /= np.maximum(n_j, 1)
@@ -420,6 +428,28 @@ def _fit_name(fit: Any, default: str) -> str:
     return str(getattr(spec, "name", None) or default)
 
 
+def _loo_judge(post: xr.Dataset, pb: _Problem, ji: int, gid: np.ndarray, rows_per_chunk: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PSIS-LOO of judge ``ji``'s labelled entries: (rows, elpd_i, p_loo_i, k_i)."""
+    w, bias = _weights_np(post, pb, [pb.judges[ji]])  # (S, 1, G, K), (S, 1)
+    rows = np.flatnonzero(pb.mask[:, ji])
+    s = bias.shape[0]
+    out = [np.zeros(0)] * 3
+    parts: list[tuple[np.ndarray, ...]] = []
+    for a in range(0, rows.size, rows_per_chunk):
+        rr = rows[a:a + rows_per_chunk]
+        z = np.empty((rr.size, s), dtype=np.float32)
+        for gi in np.unique(gid[rr]):
+            sel = gid[rr] == gi
+            z[sel] = pb.x[rr[sel]] @ w[:, 0, gi, :].T
+        z += bias[:, 0][None, :]
+        z *= np.where(pb.y[rr, ji] > 0.5, 1.0, -1.0).astype(np.float32)[:, None]
+        parts.append(psis_loo_rows(-np.logaddexp(np.float32(0.0), -z)))
+    if parts:
+        out = [np.concatenate([p[i] for p in parts]) for i in range(3)]
+    return rows, out[0], out[1], out[2]
+
+
 def loo(fit: Any, data: xr.Dataset | None = None, name: str | None = None,
         chunk_bytes: float = 64e6) -> LOOResult:
     """PSIS-LOO over every labelled (pair, judge) entry, judge by judge and in chunks of
@@ -428,50 +458,32 @@ def loo(fit: Any, data: xr.Dataset | None = None, name: str | None = None,
     pb = _problem(fit, data)
     s = post.sizes["chain"] * post.sizes["draw"]
     rows_per_chunk = max(1, int(chunk_bytes // (8 * s)))
-    elpd_all, k_all, p_all, keys, per_judge = [], [], [], [], []
     gid = np.empty(pb.x.shape[0], dtype=np.int64)
     for gi, sl in enumerate(pb.slices):
         gid[sl] = gi
-    for ji, judge in enumerate(pb.judges):
-        w, bias = _weights_np(post, pb, [judge])  # (S, 1, G, K), (S, 1)
-        rows = np.flatnonzero(pb.mask[:, ji])
-        e_j, k_j, p_j = [], [], []
-        for a in range(0, rows.size, rows_per_chunk):
-            rr = rows[a:a + rows_per_chunk]
-            z = np.empty((rr.size, s), dtype=np.float32)
-            for gi in np.unique(gid[rr]):
-                sel = gid[rr] == gi
-                z[sel] = pb.x[rr[sel]] @ w[:, 0, gi, :].T
-            z += bias[:, 0][None, :]
-            sign = np.where(pb.y[rr, ji] > 0.5, 1.0, -1.0).astype(np.float32)[:, None]
-            ll = -np.logaddexp(0.0, -sign * z)
-            e, p, k = psis_loo_rows(ll)
-            e_j.append(e)
-            k_j.append(k)
-            p_j.append(p)
-        e = np.concatenate(e_j) if e_j else np.zeros(0)
-        k = np.concatenate(k_j) if k_j else np.zeros(0)
-        p = np.concatenate(p_j) if p_j else np.zeros(0)
-        elpd_all.append(e)
-        k_all.append(k)
-        p_all.append(p)
-        keys.append(np.column_stack([pb.pair_ids[rows], np.full(rows.size, ji)]))
-        per_judge.append({"judge": judge, "n": int(rows.size), "elpd_loo": float(e.sum()),
-                          "se": float(np.sqrt(rows.size * e.var())) if rows.size else 0.0,
-                          "p_loo": float(p.sum()),
-                          "k_max": float(np.nanmax(k)) if k.size else 0.0})
+    thresh = min(1 - 1 / np.log10(s), 0.7) if s > 10 else 0.7
+    elpd_all, k_all, p_all, keys, per_judge = [], [], [], [], []
+    with blas_single_thread():
+        for ji, judge in enumerate(pb.judges):
+            rows, e, p, k = _loo_judge(post, pb, ji, gid, rows_per_chunk)
+            elpd_all.append(e)
+            p_all.append(p)
+            k_all.append(k)
+            keys.append(np.column_stack([pb.pair_ids[rows], np.full(rows.size, ji)]))
+            per_judge.append({
+                "judge": judge, "n": int(rows.size), "elpd_loo": float(e.sum()),
+                "se": float(np.sqrt(rows.size * e.var())) if rows.size else 0.0,
+                "p_loo": float(p.sum()), "k_max": float(np.nanmax(k)) if k.size else 0.0,
+                "n_bad_k": int((~(k <= thresh)).sum())})
     elpd = np.concatenate(elpd_all)
     kk = np.concatenate(k_all)
-    pp = np.concatenate(p_all)
-    thresh = min(1 - 1 / np.log10(s), 0.7) if s > 10 else 0.7
-    by_judge = pd.DataFrame(per_judge)
-    by_judge["n_bad_k"] = [int((~(k <= thresh)).sum()) for k in k_all]
     n_obs = int(elpd.size)
     return LOOResult(
         name=name or _fit_name(fit, "model"), elpd_loo=float(elpd.sum()),
-        se=float(np.sqrt(n_obs * elpd.var())), p_loo=float(pp.sum()), n_obs=n_obs,
-        n_draws=s, k_threshold=float(thresh), n_bad_k=int((~(kk <= thresh)).sum()),
-        by_judge=by_judge, pointwise=elpd, pareto_k=kk, keys=np.concatenate(keys))
+        se=float(np.sqrt(n_obs * elpd.var())), p_loo=float(np.concatenate(p_all).sum()),
+        n_obs=n_obs, n_draws=s, k_threshold=float(thresh),
+        n_bad_k=int((~(kk <= thresh)).sum()), by_judge=pd.DataFrame(per_judge),
+        pointwise=elpd, pareto_k=kk, keys=np.concatenate(keys))
 
 
 COMPARE_COLUMNS = ["rank", "model", "elpd_loo", "se", "elpd_diff", "se_diff", "p_loo",

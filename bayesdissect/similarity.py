@@ -24,7 +24,14 @@ import pandas as pd
 import xarray as xr
 
 from .errors import BayesDissectError
-from .weights import as_posterior, cell_weights, deviation_weights, flat_draws, select_labels
+from .weights import (
+    as_posterior,
+    blas_single_thread,
+    cell_weights,
+    deviation_weights,
+    flat_draws,
+    select_labels,
+)
 
 SIMILARITY_COLUMNS = ["judge_a", "judge_b", "mean", "lower", "upper", "of_means"]
 KINDS = ("paper", "deviation")
@@ -49,7 +56,9 @@ def similarity_draws(w: np.ndarray, chunk: int = 256) -> np.ndarray:
     for start in range(0, s, chunk):
         z = _standardise(np.asarray(w[start:start + chunk], dtype=np.float32))
         z = np.ascontiguousarray(z.transpose(0, 2, 1, 3))  # (c, G, J, K)
-        corr = np.matmul(z, z.transpose(0, 1, 3, 2)) / np.float32(k)  # (c, G, J, J)
+        zt = np.ascontiguousarray(z.transpose(0, 1, 3, 2))  # contiguous: BLAS per batch
+        with blas_single_thread():
+            corr = np.matmul(z, zt) / np.float32(k)  # (c, G, J, J)
         out[start:start + chunk] = corr.mean(1)
     idx = np.arange(j)
     out[:, idx, idx] = np.where(np.isnan(out[:, idx, idx]), np.nan, 1.0)

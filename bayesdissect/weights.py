@@ -157,3 +157,16 @@ def select_labels(coord: xr.DataArray, wanted: list[str] | None, what: str) -> l
             shown = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "")
             raise BayesDissectError(f"unknown {what} {w!r}; this fit has: {shown}")
     return list(wanted)
+
+
+def blas_single_thread() -> Any:
+    """Context manager limiting BLAS to one thread in the query loops: their products are
+    small (inner dimension K, or a few thousand pairs) and a multi-threaded OpenBLAS on a
+    busy 2-core machine was measured up to 100x slower than one thread. No-op without
+    threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+        return threadpool_limits(1, user_api="blas")
+    except ImportError:  # pragma: no cover - optional
+        import contextlib
+        return contextlib.nullcontext()
