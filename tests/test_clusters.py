@@ -76,3 +76,27 @@ def test_errors_and_dendrogram() -> None:
     pooled, _ = make_posterior(spec="pooled")
     with pytest.raises(BayesDissectError, match="no judge-level terms"):
         clusters(pooled)
+
+
+def test_fast_cut_matches_scipy_public_api() -> None:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from bayesdissect.clusters import _average_cut
+
+    rng = np.random.default_rng(5)
+    for n, k in ((5, 2), (12, 4), (33, 7)):
+        cut = _average_cut(n, k)
+        for _ in range(20):
+            d = rng.random(n * (n - 1) // 2)
+            np.testing.assert_array_equal(cut(d), fcluster(linkage(d, "average"), k,
+                                                           criterion="maxclust"))
+
+
+# ------------------------------------------------------------------ a real small fit
+def test_real_fit_twin_lands_in_its_judges_cluster() -> None:
+    from _query_fits import SOURCE, TWIN, small_fits
+
+    f = small_fits()
+    res = clusters(f["hier"])
+    assert res.labels[SOURCE] == res.labels[TWIN]
+    assert res.coclustering.values[SOURCE, TWIN] >= 0.8

@@ -110,3 +110,23 @@ def test_contrast_known_difference_and_order() -> None:
         contrast(post, "judge1", "judge1")
     with pytest.raises(BayesDissectError, match="unknown judge"):
         contrast(post, "judge1", "ghost")
+
+
+# ------------------------------------------------------------------ a real small fit
+def test_real_fit_intervals_cover_the_truth() -> None:
+    from _query_fits import small_fits
+
+    f = small_fits()
+    truth = f["truth"]
+    judge = effects(f["hier"], "judge", prob=0.9)
+    true_j = (truth["mu"] + truth["judge_offset"]).ravel()  # judge x property, dataset order
+    cover_j = ((judge.lower <= true_j) & (true_j <= judge.upper)).mean()
+    cell = effects(f["hier"], "cell", prob=0.9)
+    true_c = truth["w"].ravel()
+    cover_c = ((cell.lower <= true_c) & (true_c <= cell.upper)).mean()
+    # nominal 0.9; 25 judge entries, 75 cell entries (correlated): a sensible floor
+    assert cover_j >= 0.7 and cover_c >= 0.75, (cover_j, cover_c)
+    # ... and the intervals are informative, not trivially wide
+    assert (cell.upper - cell.lower).median() < 2.0
+    # the pooled fit answers only the global level
+    assert set(all_effects(f["pooled"]).level) == {"global"}

@@ -133,3 +133,42 @@ def test_compare_models_rejects_different_data(setup) -> None:
         compare_models([a])
     with pytest.raises(BayesDissectError, match="need the fitted data"):
         ppc(_posterior(data, truth, ALL))
+
+
+# ------------------------------------------------------------------ real small fits
+def test_real_fits_pooled_is_flagged_and_loses() -> None:
+    from _query_fits import small_fits
+
+    f = small_fits()
+    good, bad = ppc(f["hier"]), ppc(f["pooled"])
+    assert good.agreement.flag.sum() <= 2
+    assert bad.agreement.flag.sum() >= good.agreement.flag.sum() + 3
+    assert (bad.scores.set_index("judge").loc["all", "log_score"]
+            < good.scores.set_index("judge").loc["all", "log_score"] - 0.03)
+    table = compare_models([f["hier"], f["pooled"]])
+    assert list(table.model) == ["hierarchical", "pooled"]
+    assert -table.elpd_diff.iloc[1] > 3 * table.se_diff.iloc[1]
+
+
+def test_real_fit_loo_matches_arviz_on_brute_force_loglik() -> None:
+    from _query_fits import small_fits
+
+    f = small_fits()
+    post = f["hier"].draws
+    data = f["data"]
+    groups = sorted(set(data.group.values.tolist()))
+    gi = np.searchsorted(groups, data.group.values)
+    w = (post.mu + post.judge_offset + post.group_offset + post.cell_offset).transpose(
+        "chain", "draw", "judge", "group", "property").values  # (C, D, J, G, K)
+    logit = np.einsum("ik,cdjik->cdij", data.x.values, w[:, :, :, gi, :])
+    logit += post.bias.values[:, :, None, :]
+    y = data.y.values
+    ll = np.where(y[None, None] > 0.5, -np.logaddexp(0, -logit), -np.logaddexp(0, logit))
+    j = 2
+    ll_j = np.moveaxis(ll[:, :, ~np.isnan(y[:, j]), j], -1, 0)  # (n, C, D)
+    e_ref, _, _ = array_stats.loo(ll_j, chain_axis=-2, draw_axis=-1)
+    res = loo(f["hier"])
+    mine = res.keys[:, 1] == j
+    got = dict(zip(res.keys[mine, 0].tolist(), res.pointwise[mine], strict=True))
+    pairs = data.pair.values[~np.isnan(y[:, j])]
+    np.testing.assert_allclose([got[p] for p in pairs], e_ref, atol=2e-4)

@@ -92,3 +92,20 @@ def test_paper_spec_and_errors() -> None:
         similarity(post, kind="cosine")
     with pytest.raises(BayesDissectError, match="unknown group"):
         similarity(post, group="Mars")
+
+
+# ------------------------------------------------------------------ a real small fit
+def test_real_fit_twin_is_most_similar_and_truth_covered() -> None:
+    from _query_fits import SOURCE, TWIN, small_fits
+
+    f = small_fits()
+    df = similarity(f["hier"])
+    judges = [str(j) for j in f["data"].judge.values]
+    a, b = judges[SOURCE], judges[TWIN]
+    twin = df[(df.judge_a == a) & (df.judge_b == b)].iloc[0]
+    assert twin["mean"] > 0.9 and twin.upper > 0.97
+    others = df[((df.judge_a == a) | (df.judge_b == a)) & ~((df.judge_a == a) & (df.judge_b == b))]
+    assert twin["mean"] > others["mean"].max()
+    true = _paper_similarity(f["truth"]["w"])[np.triu_indices(len(judges), 1)]
+    inside = ((df.lower - 0.02 <= true) & (true <= df.upper + 0.02)).mean()
+    assert inside >= 0.6, inside

@@ -100,9 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Posterior mean, sd, equal-tailed interval, P(w > 0) and "
                        "the paper's 100*sigmoid(w) scale of every property weight at a level.")
     p.add_argument("fit", metavar="FIT", help="a saved fit (bayesdissect fit ... --out FIT)")
-    p.add_argument("--level", default="judge", choices=["global", "judge", "group", "cell"],
-                   help="global = mu; judge = mu + judge (averaged over groups); group = "
-                   "mu + group; cell = full w[judge, group] (default: judge)")
+    # no argparse choices for --level / --kind: a wrong value is a one-line
+    # BayesDissectError naming the options (argparse would print the usage block too)
+    p.add_argument("--level", default="judge", metavar="LEVEL",
+                   help="global | judge | group | cell: global = mu; judge = mu + judge "
+                   "(averaged over groups); group = mu + group; cell = full w[judge, group] "
+                   "(default: judge)")
     p.add_argument("--judge", nargs="+", default=None, metavar="JUDGE", help="only these judges")
     p.add_argument("--group", nargs="+", default=None, metavar="GROUP", help="only these groups")
     _prob(p)
@@ -127,9 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "mean and interval for every pair, and of_means = the similarity of "
                        "posterior means (the paper's number).")
     p.add_argument("fit", metavar="FIT")
-    p.add_argument("--kind", default="paper", choices=["paper", "deviation"],
-                   help="paper: full weights; deviation: judge + cell terms only (not "
-                   "inflated by what all judges share)")
+    p.add_argument("--kind", default="paper", metavar="KIND",
+                   help="paper | deviation: paper = full weights; deviation = judge + cell "
+                   "terms only (not inflated by what all judges share)")
     p.add_argument("--group", default=None, help="one group instead of the group average")
     _prob(p)
     add_output_args(p)
@@ -142,7 +145,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit", metavar="FIT")
     p.add_argument("--k", type=int, default=None,
                    help="number of clusters (default: max mean silhouette over 2..min(10, J-1))")
-    p.add_argument("--kind", default="paper", choices=["paper", "deviation"])
+    p.add_argument("--kind", default="paper", metavar="KIND",
+                   help="paper | deviation (as in similarity)")
     p.add_argument("--group", default=None, help="cluster on one group's similarity")
     p.add_argument("--table", default="clusters",
                    choices=["clusters", "judges", "pairs", "silhouette"],
