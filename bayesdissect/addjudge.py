@@ -294,6 +294,7 @@ class _Problem:
                  xx: np.ndarray, m: np.ndarray, sj: np.ndarray | None,
                  sc: np.ndarray | None, bias_scale: float | None) -> None:
         self.x, self.y, self.groups, self.xx, self.m = x, y, groups, xx, m
+        self.xt = [np.ascontiguousarray(x[idx].T) for idx in groups]  # (K, pairs of g)
         self.sj, self.sc, self.bs = sj, sc, bias_scale
         self.d, self.k, self.g = m.shape[0], x.shape[1], len(groups)
         self.pg = (1 if bias_scale is not None else 0) + (self.k if sj is not None else 0)
@@ -307,7 +308,7 @@ class _Problem:
             v += z["c"] * self.sc[:, None, :]
         val = np.empty((self.d, self.x.shape[0]))
         for g, idx in enumerate(self.groups):
-            np.matmul(v[:, g, :], self.x[idx].T, out=val[:, idx])
+            val[:, idx] = np.ascontiguousarray(v[:, g, :]) @ self.xt[g]
         if self.bs is not None:
             val += (self.bs * z["b"])[:, None]
         return val
@@ -689,7 +690,10 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
     else:
         gidx = np.zeros(int(keep.sum()), dtype=int)
     rng = np.random.default_rng(seed)
-    res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng)
+    from .weights import blas_single_thread
+
+    with blas_single_thread():  # small products: one BLAS thread is faster on a busy box
+        res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng)
     draws = {v: res[v] for v in _JUDGE_TERMS if v in res and v in post}
     # keep raw non-centred draws consistent where the posterior carries them
     if "z_judge" in post and "judge_offset" in draws and sj is not None:
