@@ -383,7 +383,12 @@ def _gpdfit_rows(ary: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndar
             x = ary[a:a + chunk]
             xstar = x[:, q_idx]
             b = base[None] / (prior_bs * xstar[:, None]) + 1.0 / x[:, -1][:, None]
-            k_ary = np.log1p(-b[:, :, None] * x[:, None, :]).mean(2)
+            # the (rows, candidates, tail) matrix in float32: the one big step (~3x faster);
+            # its mean over the tail is accumulated in float64
+            prod = b[:, :, None].astype(np.float32) * x[:, None, :].astype(np.float32)
+            np.negative(prod, out=prod)
+            np.log1p(prod, out=prod)
+            k_ary = prod.mean(2, dtype=np.float64)
             len_scale = n * (np.log(-(b / k_ary)) - k_ary - 1.0)
             len_scale -= np.nanmax(len_scale, 1, keepdims=True)
             wts = np.exp(len_scale)
@@ -428,6 +433,16 @@ def _fit_name(fit: Any, default: str) -> str:
     return str(getattr(spec, "name", None) or default)
 
 
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    """log sigmoid(z) = min(z, 0) - log1p(exp(-|z|)), stable, in place on a copy."""
+    out = np.abs(z)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    np.subtract(np.minimum(z, 0), out, out=out)
+    return out
+
+
 def _loo_judge(post: xr.Dataset, pb: _Problem, ji: int, gid: np.ndarray, rows_per_chunk: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """PSIS-LOO of judge ``ji``'s labelled entries: (rows, elpd_i, p_loo_i, k_i)."""
@@ -439,12 +454,13 @@ def _loo_judge(post: xr.Dataset, pb: _Problem, ji: int, gid: np.ndarray, rows_pe
     for a in range(0, rows.size, rows_per_chunk):
         rr = rows[a:a + rows_per_chunk]
         z = np.empty((rr.size, s), dtype=np.float32)
-        for gi in np.unique(gid[rr]):
-            sel = gid[rr] == gi
-            z[sel] = pb.x[rr[sel]] @ w[:, 0, gi, :].T
+        g_rr = gid[rr]  # ascending: pairs are sorted by group
+        cuts = np.flatnonzero(np.diff(g_rr)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rr.size], strict=True):
+            z[lo:hi] = pb.x[rr[lo:hi]] @ w[:, 0, g_rr[lo], :].T
         z += bias[:, 0][None, :]
         z *= np.where(pb.y[rr, ji] > 0.5, 1.0, -1.0).astype(np.float32)[:, None]
-        parts.append(psis_loo_rows(-np.logaddexp(np.float32(0.0), -z)))
+        parts.append(psis_loo_rows(_log_sigmoid(z)))
     if parts:
         out = [np.concatenate([p[i] for p in parts]) for i in range(3)]
     return rows, out[0], out[1], out[2]
