@@ -26,7 +26,7 @@ from .specs import Level, ModelSpec, load_spec
 TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
               "cell": "cell_offset", "w_cell": "w_cell", "bias": "bias"}
 #: Prefix of sampled helper variables that are not part of the saved posterior.
-INTERNAL_PREFIXES = ("z_", "w_free")
+INTERNAL_PREFIXES = ("z_",)
 
 
 @dataclass(frozen=True)
@@ -130,33 +130,68 @@ def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
     raise BayesDissectError(f"unknown sigma prior {level.sigma_prior!r}")
 
 
-def _offset(level: Level, loc=0.0):  # noqa: ANN001, ANN202
-    """The term of one level with its prior; returns (term, free) tensors.
+def _offset(level: Level, loc=None, centering=None):  # noqa: ANN001, ANN202
+    """The term of one level with its prior; returns (term, weight) tensors.
 
-    ``loc`` is only nonzero for a centered cell level, where the sampled variable is the
-    cell's full weight around ``loc`` (hierarchical centering) and the offset is derived.
+    Hierarchical levels use partial centering (Papaspiliopoulos et al. 2007; Gorinova et
+    al. 2020): the sampled variable is ``u ~ Normal(a * loc, sigma**a)`` and the weight
+    ``loc + sigma**(1 - a) * (u - a * loc)``, which is ``Normal(loc, sigma)`` for every
+    ``a`` in [0, 1]. ``a = 0`` is non-centered, ``a = 1`` centered; ``centering`` gives
+    ``a`` per element (``parameterization = "auto"``: from how much data informs each
+    element). ``loc`` (the sum of the levels above) is only given for the cell level, whose
+    weight is then the cell's full w[j, g, :]; the offset is ``weight - loc``.
+    A fixed-scale prior is sampled directly: re-centering it would only rescale it.
     """
     import pymc as pm
 
     term = TERM_NAMES[level.name]
     dims = level.dims
-    if level.hierarchical:
-        sdims = ("property",) if level.sigma_per_property else None
-        scale = _sigma(f"sigma_{level.name}", level, sdims)
-        family = "normal"
+    if not level.hierarchical:
+        value = _prior(term, level.prior, 0.0, level.scale, level.nu, dims)
+        return value, value if loc is None else loc + value
+    sdims = ("property",) if level.sigma_per_property else None
+    sigma = _sigma(f"sigma_{level.name}", level, sdims)
+    a = {"centered": 1.0, "noncentered": 0.0}.get(level.parameterization, centering)
+    if a is None:
+        a = 0.0
+    loc0 = 0.0 if loc is None else loc
+    if np.ndim(a) == 0 and a in (0.0, 1.0):
+        mean = loc0 * a if a else 0.0
+        u = pm.Normal(f"z_{level.name}", mu=mean, sigma=sigma if a else 1.0, dims=dims)
+        weight = u if a else loc0 + sigma * u
     else:
-        scale = level.scale
-        family = level.prior
-    # A fixed-scale prior is sampled directly: non-centering it would only rescale it.
-    if level.parameterization == "centered" or not level.hierarchical:
-        if loc is not None and not (isinstance(loc, float) and loc == 0.0):
-            free = _prior("w_free", family, loc, scale, level.nu, dims)
-            return pm.Deterministic(term, free - loc, dims=dims), free
-        value = _prior(term, family, 0.0, scale, level.nu, dims)
-        return value, value
-    z = _prior(f"z_{level.name}", family, 0.0, 1.0, level.nu, dims)
-    value = pm.Deterministic(term, scale * z, dims=dims)
-    return value, value
+        u = pm.Normal(f"z_{level.name}", mu=a * loc0, sigma=sigma ** a, dims=dims)
+        weight = loc0 + sigma ** (1.0 - a) * (u - a * loc0)
+    offset = pm.Deterministic(term, weight - loc0 if loc is not None else weight, dims=dims)
+    return offset, weight
+
+
+def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Per-element centering ``a`` in [0, 1] for the ``auto`` parameterization.
+
+    a = I s^2 / (1 + I s^2): I is the Fisher information the labels carry about the
+    element (0.25 * sum of x^2 over its observed labels, p = 0.5), s the level's prior
+    sigma scale. Well-informed elements are sampled centered, weakly informed ones
+    non-centered. Judge and group offsets see the data through the cells, so with a cell
+    level their information is capped at (number of cells) / s_cell^2.
+    """
+    obs = ~np.isnan(md.y)  # (N, J)
+    x2 = md.x**2
+    info = np.stack([0.25 * obs[a:b].T.astype(float) @ x2[a:b] for a, b in md.bounds],
+                    axis=1)  # (J, G, K)
+    cell = spec.levels.get("cell")
+    s_cell = cell.sigma_scale if cell is not None and cell.hierarchical else None
+    out: dict[str, np.ndarray] = {}
+    for name, i in (("cell", info), ("judge", info.sum(1)), ("group", info.sum(0))):
+        lv = spec.levels.get(name)
+        if lv is None or not lv.hierarchical:
+            continue
+        if name != "cell" and s_cell is not None:
+            n_cells = info.shape[1] if name == "judge" else info.shape[0]
+            i = 1.0 / (1.0 / np.maximum(i, 1e-12) + s_cell**2 / n_cells)
+        s2 = lv.sigma_scale**2
+        out[name] = i * s2 / (1.0 + i * s2)
+    return out
 
 
 def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False):  # noqa: ANN201
@@ -176,26 +211,22 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
     coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
               "obs": np.arange(md.n_obs)}
     with pm.Model(coords=coords) as model:
+        auto = centering_weights(md, spec)
         base = pt.zeros((1, 1, n_k))
         if spec.has("mu"):
             lv = spec.levels["mu"]
             mu = _prior("mu", lv.prior, 0.0, lv.scale, lv.nu, ("property",))
             base = base + mu[None, None, :]
         if spec.has("judge"):
-            judge, _ = _offset(spec.levels["judge"])
+            judge, _ = _offset(spec.levels["judge"], centering=auto.get("judge"))
             base = base + judge[:, None, :]
         if spec.has("group"):
-            group, _ = _offset(spec.levels["group"])
+            group, _ = _offset(spec.levels["group"], centering=auto.get("group"))
             base = base + group[None, :, :]
         w = base
         if spec.has("cell"):
-            lv = spec.levels["cell"]
-            if lv.parameterization == "centered":
-                loc = pt.broadcast_to(base, (n_j, n_g, n_k))
-                _, w = _offset(lv, loc=loc)
-            else:
-                cell, _ = _offset(lv)
-                w = w + cell
+            loc = pt.broadcast_to(base, (n_j, n_g, n_k))
+            _, w = _offset(spec.levels["cell"], loc=loc, centering=auto.get("cell"))
         if spec.has("w_cell"):
             wc, _ = _offset(spec.levels["w_cell"])
             w = w + wc

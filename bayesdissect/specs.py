@@ -11,7 +11,8 @@ Levels (each optional; at least one weight level must be on):
 * ``judge`` (judge, property), ``group`` (group, property), ``cell`` (judge, group,
   property): hierarchical with ``sigma_prior`` + ``sigma_scale`` (one sigma per property,
   or one shared sigma with ``sigma_per_property = false``), or fixed with ``prior`` +
-  ``scale``; ``parameterization`` is ``"noncentered"`` or ``"centered"``.
+  ``scale``; ``parameterization`` is ``"auto"`` (partial centering chosen per element
+  from how much data informs it), ``"noncentered"`` or ``"centered"``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ HIERARCHICAL_LEVELS = ("judge", "group", "cell")
 WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
-PARAMETERIZATIONS = ("noncentered", "centered")
+PARAMETERIZATIONS = ("auto", "noncentered", "centered")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
@@ -59,7 +60,7 @@ class Level:
     sigma_prior: str | None = None
     sigma_scale: float | None = None
     sigma_per_property: bool = True
-    parameterization: str = "noncentered"
+    parameterization: str = "auto"
 
     @property
     def hierarchical(self) -> bool:
