@@ -194,6 +194,25 @@ def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:
     return out
 
 
+def _bernoulli_logit_logp(value, logit):  # noqa: ANN001, ANN202
+    """log P(y | logit) = log_sigmoid((2y - 1) * logit): one softplus per label.
+
+    PyMC's Bernoulli(logit_p=...) evaluates both branches of a switch plus a parameter
+    check (three transcendental passes over every label); with y an observed constant the
+    sign folds away and this is the whole cost of the likelihood.
+    """
+    import pytensor.tensor as pt
+
+    return -pt.softplus(-(2.0 * value - 1.0) * logit)
+
+
+def _bernoulli_logit_random(logit, rng=None, size=None):  # noqa: ANN001, ANN202
+    """Draws for posterior predictive sampling."""
+    rng = np.random.default_rng() if rng is None else rng
+    logit = np.asarray(logit)
+    return (rng.random(size or logit.shape) < 1.0 / (1.0 + np.exp(-logit))).astype(float)
+
+
 def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False):  # noqa: ANN201
     """A ``pm.Model`` for ``spec`` (a ModelSpec or a name/path) on ``data``.
 
@@ -203,16 +222,18 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
     after sampling, see ``fitting.fit``); the model itself never stores one.
     """
     import pymc as pm
+    import pytensor
     import pytensor.tensor as pt
 
+    floatx = pytensor.config.floatX  # float32 where the caller asks for it (JAX speed)
     spec = load_spec(spec)
     md = prepare_data(data)
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
               "obs": np.arange(md.n_obs)}
     with pm.Model(coords=coords) as model:
-        auto = centering_weights(md, spec)
-        base = pt.zeros((1, 1, n_k))
+        auto = {k: v.astype(floatx) for k, v in centering_weights(md, spec).items()}
+        base = pt.zeros((1, 1, n_k), dtype=floatx)
         if spec.has("mu"):
             lv = spec.levels["mu"]
             mu = _prior("mu", lv.prior, 0.0, lv.scale, lv.nu, ("property",))
@@ -237,7 +258,7 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
         blocks = []
         for g, (a, b) in enumerate(md.bounds):
-            xg = pt.constant(md.x[a:b], name=f"x_g{g}")
+            xg = pt.constant(md.x[a:b].astype(floatx), name=f"x_g{g}")
             blocks.append(pt.dot(xg, w[:, g, :].T))  # (pairs of g, K) @ (K, J)
         logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
         if bias is not None:
@@ -247,7 +268,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
         if md.obs_flat is not None:
             flat = flat[md.obs_flat]
             y_flat = y_flat[md.obs_flat]
-        pm.Bernoulli("y", logit_p=flat, observed=y_flat.astype(np.int8), dims="obs")
+        pm.CustomDist("y", flat, logp=_bernoulli_logit_logp, random=_bernoulli_logit_random,
+                      observed=y_flat.astype(floatx), dims="obs")
     model._bd_data = md  # noqa: SLF001  (layout, for mapping observed entries back)
     model._bd_pointwise = pointwise  # noqa: SLF001
     return model
