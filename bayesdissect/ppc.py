@@ -123,7 +123,7 @@ def _chunk_size(n_entries: int, target_bytes: float = 64e6) -> int:
 def _draw_pieces(post: xr.Dataset, chunk: int):  # noqa: ANN202
     for c in range(post.sizes["chain"]):
         for start in range(0, post.sizes["draw"], chunk):
-            yield post.isel(chain=[c], draw=slice(start, start + chunk))
+            yield post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk))
 
 
 def _mid_p(rep: np.ndarray, obs: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from .weights import (
     cell_weights,
     deviation_weights,
     flat_draws,
+    posterior_mean,
     select_labels,
 )
 
@@ -85,7 +86,7 @@ def draw_chunks(post: xr.Dataset, chunk: int) -> list[xr.Dataset]:
     pieces = []
     for c in range(post.sizes["chain"]):
         for start in range(0, post.sizes["draw"], chunk):
-            pieces.append(post.isel(chain=[c], draw=slice(start, start + chunk)))
+            pieces.append(post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk)))
     return pieces
 
 
@@ -95,7 +96,7 @@ def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
     judge labels). Weights are built chunk by chunk of draws. Used by the table below
     and by clustering."""
     post = as_posterior(fit)
-    wmean = _weights(post.mean(("chain", "draw")).expand_dims(chain=1, draw=1), kind, group)
+    wmean = _weights(posterior_mean(post), kind, group)
     judges = [str(v) for v in wmean["judge"].values]
     s = post.sizes["chain"] * post.sizes["draw"]
     out = np.empty((s, len(judges), len(judges)), dtype=np.float32)
