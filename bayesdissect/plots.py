@@ -546,7 +546,11 @@ def plot_size_similarity(similarity: pd.DataFrame, reference: str = "human",
         rank = rows.groupby("size").cumcount().to_numpy()
         count = rows.groupby("size")["judge"].transform("size").to_numpy()
         x = rows["size"].to_numpy(float) * 1.045 ** (rank - (count - 1) / 2)
-        for t, d in rows.assign(x=x).groupby("type", sort=False):
+        rows = rows.assign(x=x)
+        order = [t for t in _TYPE_COLOURS if t in set(rows["type"])]
+        order += sorted(set(rows["type"]) - set(order))
+        for t in order:
+            d = rows[rows["type"] == t]
             colour = _TYPE_COLOURS.get(t, _TYPE_COLOURS["unknown"])
             ax.vlines(d["x"], d["lower"], d["upper"], color=colour, lw=1.3, alpha=0.8)
             ax.scatter(d["x"], d["mean"], color=colour, marker=_TYPE_MARKERS.get(t, "o"),
@@ -556,6 +560,9 @@ def plot_size_similarity(similarity: pd.DataFrame, reference: str = "human",
                     ax.annotate(display_name(j), (xi, yi), fontsize=5.5, xytext=(3, 1),
                                 textcoords="offset points", color="0.25")
         ax.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
         ax.legend(fontsize=8, frameon=False, loc="lower right")
     ax.set_xlabel("judge size (billions of parameters, log scale; proprietary: nominal)",
                   fontsize=9)

@@ -184,9 +184,9 @@ def contrast_sentences(contrasts: pd.DataFrame, reference: str, judges: Sequence
     if len(others) >= 3:
         srt = others.sort_values("sum", ascending=False)
         most, fewest = srt.index[0], srt.index[-1]
-        out.append(f"Across all {len(others)} judges, {_j(most)} differs from {_j(reference)} "
-                   f"on the most properties ({int(srt.iloc[0]['sum'])}) and {_j(fewest)} on "
-                   f"the fewest ({int(srt.iloc[-1]['sum'])}).")
+        out.append(f"Across all {len(others)} other judges, {_j(most)} differs from "
+                   f"{_j(reference)} on the most properties ({int(srt.iloc[0]['sum'])}) and "
+                   f"{_j(fewest)} on the fewest ({int(srt.iloc[-1]['sum'])}).")
     return out
 
 
@@ -294,8 +294,20 @@ def ppc_sentences(res: Any, prob: float) -> list[str]:
     return out
 
 
+def _worst_names(diag: dict[str, Any], key: str, n: int = 4) -> str:
+    """'name (value), ...' from a diagnostics list of [name, value] pairs."""
+    items = diag.get(key) or []
+    parts = []
+    for item in list(items)[:n]:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            parts.append(f"{item[0]} ({float(item[1]):.3g})")
+        else:
+            parts.append(str(item))
+    return html.escape(", ".join(parts))
+
+
 def diagnostics_sentences(diag: dict[str, Any]) -> tuple[bool, list[str]]:
-    """(all fine?, sentences) from ``fit.diagnostics``."""
+    """(all fine?, sentences in plain words) from ``fit.diagnostics``."""
     out = []
     ok = True
     rhat = diag.get("max_rhat")
@@ -305,21 +317,25 @@ def diagnostics_sentences(diag: dict[str, Any]) -> tuple[bool, list[str]]:
                        f"{THRESHOLDS['rhat']} is the usual bar).")
         else:
             ok = False
+            worst = _worst_names(diag, "worst_rhat")
             out.append(f"The chains do not fully agree: the largest R-hat is {rhat:.3f}, above "
-                       f"{THRESHOLDS['rhat']}. Run longer (more --draws/--tune) before "
-                       "trusting the intervals.")
+                       f"{THRESHOLDS['rhat']}" + (f" (worst: {worst})" if worst else "")
+                       + ". Run longer (more draws and tuning) before trusting the intervals.")
     ess = [diag.get("min_ess_bulk"), diag.get("min_ess_tail")]
     if all(e is not None and np.isfinite(e) for e in ess):
         low = min(ess)
         if low >= THRESHOLDS["ess"]:
             out.append(f"Every parameter has at least {low:.0f} effective draws (bulk "
-                       f"{ess[0]:.0f}, tail {ess[1]:.0f}): enough for stable "
-                       "intervals.")
+                       f"{ess[0]:.0f}, tail {ess[1]:.0f}): enough for stable intervals.")
         else:
             ok = False
-            out.append(f"Some parameters have few effective draws (bulk {ess[0]:.0f}, tail "
-                       f"{ess[1]:.0f}; {THRESHOLDS['ess']} is the usual bar): interval "
-                       "ends are rough. More draws fix this.")
+            worst = _worst_names(diag, "worst_ess_bulk" if ess[0] <= ess[1]
+                                 else "worst_ess_tail")
+            out.append(f"Some parameters have few effective draws (fewest: bulk {ess[0]:.0f}, "
+                       f"tail {ess[1]:.0f}; {THRESHOLDS['ess']} is the usual bar"
+                       + (f"; worst: {worst}" if worst else "")
+                       + "), so the ends of their intervals are rough. More draws (or a model "
+                       "parameterisation that mixes better) help.")
     div = diag.get("divergences")
     if div is not None:
         if int(div) == 0:
@@ -328,14 +344,14 @@ def diagnostics_sentences(diag: dict[str, Any]) -> tuple[bool, list[str]]:
             ok = False
             out.append(f"The sampler reported {int(div)} divergent transitions: parts of the "
                        "posterior may be missed; raise target_accept.")
-    worst = diag.get("worst") or diag.get("worst_parameters") or diag.get("worst_rhat")
-    if not ok and worst:
-        shown = worst if isinstance(worst, str) else ", ".join(map(str, list(worst)[:5]))
-        out.append(f"Worst parameters: {html.escape(shown)}.")
+    hits = diag.get("max_treedepth_hits")
+    if hits:
+        out.append(f"{int(hits)} draws hit the maximum tree depth (slow mixing, not an error "
+                   "by itself).")
     secs = diag.get("sampling_seconds")
     total = diag.get("total_seconds")
     if secs is not None:
-        extra = f" ({total:.0f} s in all)" if total is not None else ""
+        extra = f" ({total:.0f} s with model building and compiling)" if total else ""
         out.append(f"Sampling took {secs:.0f} s{extra}.")
     if not out:
         out.append("This fit carries no convergence diagnostics.")
@@ -469,8 +485,13 @@ def _data_section(fit: Any, findings: Findings) -> str:
         from .weights import as_posterior
 
         p = as_posterior(fit)
-        parts.append(f"<p class=muted>{p.sizes['chain']} chains &times; {p.sizes['draw']} "
-                     f"draws; intervals are equal-tailed at {findings.prob:.0%}.</p>")
+        st = dict(getattr(fit, "settings", None) or {})
+        how = (f"Sampler {html.escape(str(st['sampler']))}, " if st.get("sampler") else "")
+        tune = f" after {st['tune']} tuning draws" if st.get("tune") is not None else ""
+        seed = f", seed {st['seed']}" if st.get("seed") is not None else ""
+        parts.append(f"<p class=muted>{how}{p.sizes['chain']} chains &times; "
+                     f"{p.sizes['draw']} draws{tune}{seed}; intervals are equal-tailed at "
+                     f"{findings.prob:.0%}.</p>")
     except (TypeError, KeyError):
         pass
     return "\n".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,14 @@ def _demo(args: argparse.Namespace) -> int:
                f"scope: {scope}, all groups; model {args.model}; {draws}."
                + ("" if args.full else "\n       (bayesdissect demo --full fits all judges "
                   "with the model's default draws: the paper-sized analysis)"))
-    fit = bd.fit(data, model=args.model, judges=judges, seed=args.seed,
-                 progressbar=not args.quiet, **sampling)
+    _say(args, "fitting: building and compiling the model (about a minute), then sampling "
+               "(progress bars on a terminal)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bd.fit(data, model=args.model, judges=judges, seed=args.seed,
+                     progressbar=not args.quiet, **sampling)
+    for w in caught:  # one line each, without the source line Python's default shows
+        print(f"warning: {w.message}", file=sys.stderr)
     findings = compute_findings(fit, None, prob=0.9,
                                 progress=lambda m: _say(args, f"computing {m}"))
     path = write_report(fit, out, findings=findings,
