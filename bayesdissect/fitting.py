@@ -198,6 +198,11 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
     t0 = time.perf_counter()
     kw: dict[str, Any] = {}
     if backend == "jax":
+        import jax
+        import pytensor.link.jax.dispatch  # noqa: F401  (its import sets x64 from floatX)
+
+        # float64 sums of float32 terms need x64 (PyTensor only turns it on for float64)
+        jax.config.update("jax_enable_x64", True)
         kw = {"backend": "jax", "gradient_backend": "jax"}
     compiled = nutpie.compile_pymc_model(model, var_names=_keep_vars(model), **kw)
     t1 = time.perf_counter()
@@ -226,6 +231,39 @@ def _sample_pymc(model: Any, sampler: str, *, draws: int, tune: int, chains: int
     return tree, {"compile_seconds": max(0.0, (t1 - t0) - sampling), "sampling_seconds": sampling}
 
 
+def pointwise_log_likelihood(post: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
+    """log P(y[pair, judge] | draw) for every label (NaN where unlabelled), from the draws.
+
+    Memory is chains x draws x pairs x judges floats: opt-in only.
+    """
+    from .model import TERM_NAMES
+
+    terms = [post[TERM_NAMES[t]] for t in ("mu", "judge", "group", "cell", "w_cell")
+             if TERM_NAMES[t] in post]
+    w = sum(terms)
+    groups = np.asarray(data["group"].values).astype(str)
+    x = data["x"].transpose("pair", "property")
+    y = data["y"].transpose("pair", "judge").values
+    out = np.full((post.sizes["chain"], post.sizes["draw"], data.sizes["pair"],
+                   data.sizes["judge"]), np.nan)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        wg = w.sel(group=g) if "group" in w.dims else w
+        wg = wg.broadcast_like(post["bias"] if "bias" in post else wg)
+        wg = wg.transpose("chain", "draw", *[d for d in ("judge",) if d in wg.dims], "property")
+        xw = np.einsum("ik,cd...k->cdi...", x.values[rows], wg.values)
+        if xw.ndim == 3:
+            xw = xw[..., None]
+        if "bias" in post:
+            xw = xw + post["bias"].transpose("chain", "draw", "judge").values[:, :, None, :]
+        sign = 2.0 * y[rows] - 1.0
+        with np.errstate(invalid="ignore"):  # NaN labels stay NaN
+            out[:, :, rows, :] = -np.logaddexp(0.0, -sign * xw)
+    return xr.Dataset({"y": (("chain", "draw", "pair", "judge"), out)},
+                      coords={"chain": post.chain, "draw": post.draw, "pair": data.pair,
+                              "judge": data.judge})
+
+
 def fit(
     data: xr.Dataset | str | os.PathLike[str],
     model: str | os.PathLike[str] | ModelSpec = "hierarchical",
@@ -244,6 +282,8 @@ def fit(
     adaptation: str | None = None,
     cores: int | None = None,
     log_likelihood: bool = False,
+    float32: bool | None = None,
+    likelihood: str = "potential",
     warn: bool = True,
 ) -> Fit:
     """Fit ``model`` (a spec name, a spec TOML path or a ModelSpec) to ``data``.
@@ -254,7 +294,11 @@ def fit(
     ``seed`` gives the same draws; without one a seed is drawn and recorded in
     ``fit.settings``. ``backend`` (``numba``/``jax``) and ``adaptation``
     (``diag``/``draw_diag``/``low_rank``) tune nutpie. ``log_likelihood=True`` adds the
-    pointwise log-likelihood group (pairs x judges x draws: large).
+    pointwise log-likelihood group (pairs x judges x draws: large). ``float32``
+    (default: the spec's ``sampler.float32``) evaluates the log density in single precision
+    with float64 sums (about 2.5x faster gradients in JAX). ``likelihood``: ``"potential"``
+    (one masked log-sigmoid sum per group, fastest) or ``"observed"`` (an observed ``y``
+    variable over the observed labels, for PyMC's own predictive tools).
     """
     t_start = time.perf_counter()
     spec = load_spec(model)
@@ -283,17 +327,25 @@ def fit(
         seed = int(np.random.SeedSequence().entropy % (2**31))
     seed = int(seed)
     data = subset_data(data, judges=judges, groups=groups, subset=subset)
-    pm_model = build_model(spec, data, pointwise=log_likelihood)
-    t_built = time.perf_counter()
-    if sampler == "nutpie":
-        tree, timings = _sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains,
-                                       seed=seed, target_accept=target_accept,
-                                       progressbar=progressbar, backend=backend,
-                                       adaptation=adaptation, cores=cores)
-    else:
-        tree, timings = _sample_pymc(pm_model, sampler, draws=draws, tune=tune, chains=chains,
-                                     seed=seed, target_accept=target_accept,
-                                     progressbar=progressbar, cores=cores)
+    if likelihood not in ("potential", "observed"):
+        raise BayesDissectError(f"likelihood: expected 'potential' or 'observed', got "
+                                f"{likelihood!r}")
+    float32 = spec.sampler.float32 if float32 is None else bool(float32)
+    import pytensor
+
+    with pytensor.config.change_flags(floatX="float32" if float32 else "float64"):
+        pm_model = build_model(spec, data, pointwise=log_likelihood, likelihood=likelihood)
+        t_built = time.perf_counter()
+        if sampler == "nutpie":
+            tree, timings = _sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains,
+                                           seed=seed, target_accept=target_accept,
+                                           progressbar=progressbar, backend=backend,
+                                           adaptation=adaptation, cores=cores)
+        else:
+            tree, timings = _sample_pymc(pm_model, sampler, draws=draws, tune=tune,
+                                         chains=chains, seed=seed,
+                                         target_accept=target_accept,
+                                         progressbar=progressbar, cores=cores)
     timings["build_seconds"] = t_built - t_start
     keep = _keep_vars(pm_model)
     post = tree["posterior"].to_dataset()
@@ -302,11 +354,7 @@ def fit(
     warm = tree["warmup_sample_stats"].to_dataset() if "warmup_sample_stats" in tree.children \
         else None
     if log_likelihood:
-        import pymc as pm
-
-        ll = pm.compute_log_likelihood(tree, model=pm_model, extend_inferencedata=False,
-                                       progressbar=False)
-        ll_ds = ll["log_likelihood"].to_dataset() if isinstance(ll, xr.DataTree) else ll
+        ll_ds = pointwise_log_likelihood(post, data)
     t_diag = time.perf_counter()
     timings["total_seconds"] = t_diag - t_start  # fit wall time, before diagnostics
     diag = compute_diagnostics(post, stats, timings, warmup_stats=warm)
@@ -318,6 +366,7 @@ def fit(
         out["log_likelihood"] = xr.DataTree(_clean(ll_ds))
     settings = {"sampler": sampler, "chains": chains, "draws": draws, "tune": tune,
                 "seed": seed, "target_accept": target_accept, "backend": backend,
+                "float32": float32, "likelihood": likelihood,
                 "adaptation": adaptation, "judges": _as_list(judges),
                 "groups": _as_list(groups), "subset": subset}
     result = Fit(data=_clean(data), spec=spec, posterior=out, diagnostics=diag,

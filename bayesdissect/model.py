@@ -213,7 +213,8 @@ def _bernoulli_logit_random(logit, rng=None, size=None):  # noqa: ANN001, ANN202
     return (rng.random(size or logit.shape) < 1.0 / (1.0 + np.exp(-logit))).astype(float)
 
 
-def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False):  # noqa: ANN201
+def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False,
+                likelihood: str = "observed"):  # noqa: ANN201
     """A ``pm.Model`` for ``spec`` (a ModelSpec or a name/path) on ``data``.
 
     Named dims: ``judge``, ``group``, ``property`` (and ``obs`` for the observed labels,
@@ -256,20 +257,37 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
         if spec.has("bias"):
             lv = spec.levels["bias"]
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
-        blocks = []
-        for g, (a, b) in enumerate(md.bounds):
-            xg = pt.constant(md.x[a:b].astype(floatx), name=f"x_g{g}")
-            blocks.append(pt.dot(xg, w[:, g, :].T))  # (pairs of g, K) @ (K, J)
-        logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
-        if bias is not None:
-            logits = logits + bias[None, :]
-        flat = logits.ravel()
-        y_flat = md.y.ravel()
-        if md.obs_flat is not None:
-            flat = flat[md.obs_flat]
-            y_flat = y_flat[md.obs_flat]
-        pm.CustomDist("y", flat, logp=_bernoulli_logit_logp, random=_bernoulli_logit_random,
-                      observed=y_flat.astype(floatx), dims="obs")
+        if likelihood == "potential":
+            # one product and one masked log-sigmoid sum per group; no concatenation
+            total = 0.0
+            for g, (a, b) in enumerate(md.bounds):
+                xg = pt.constant(md.x[a:b].astype(floatx), name=f"x_g{g}")
+                lg = pt.dot(xg, w[:, g, :].T)  # (pairs of g, K) @ (K, J)
+                if bias is not None:
+                    lg = lg + bias[None, :]
+                yg = md.y[a:b]
+                sign = np.where(np.isnan(yg), 0.0, 2.0 * np.nan_to_num(yg) - 1.0)
+                ll = -pt.softplus(-pt.constant(sign.astype(floatx)) * lg)
+                if np.isnan(yg).any():
+                    ll = ll * pt.constant((~np.isnan(yg)).astype(floatx))
+                total = total + pt.sum(ll, dtype="float64")
+            pm.Potential("loglik", total)
+        else:
+            blocks = []
+            for g, (a, b) in enumerate(md.bounds):
+                xg = pt.constant(md.x[a:b].astype(floatx), name=f"x_g{g}")
+                blocks.append(pt.dot(xg, w[:, g, :].T))  # (pairs of g, K) @ (K, J)
+            logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
+            if bias is not None:
+                logits = logits + bias[None, :]
+            flat = logits.ravel()
+            y_flat = md.y.ravel()
+            if md.obs_flat is not None:
+                flat = flat[md.obs_flat]
+                y_flat = y_flat[md.obs_flat]
+            pm.CustomDist("y", flat, logp=_bernoulli_logit_logp,
+                          random=_bernoulli_logit_random, observed=y_flat.astype(floatx),
+                          dims="obs")
     model._bd_data = md  # noqa: SLF001  (layout, for mapping observed entries back)
     model._bd_pointwise = pointwise  # noqa: SLF001
     return model

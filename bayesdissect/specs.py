@@ -46,7 +46,8 @@ SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
                "parameterization"}
-_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation"}
+_SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation",
+                 "float32"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SamplerDefaults:
     target_accept: float = 0.8
     backend: str = "numba"  # nutpie compile backend: numba or jax
     adaptation: str = "diag"  # nutpie mass-matrix adaptation: diag, draw_diag, low_rank
+    float32: bool = True  # single-precision log density (float64 sums)
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,10 @@ def parse_spec(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     if "adaptation" in s_raw:
         skw["adaptation"] = _choice(s_raw["adaptation"], ("diag", "draw_diag", "low_rank"),
                                     f"{where}, sampler.adaptation")
+    if "float32" in s_raw:
+        if not isinstance(s_raw["float32"], bool):
+            raise BayesDissectError(f"{where}, sampler.float32: expected true or false")
+        skw["float32"] = s_raw["float32"]
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise BayesDissectError(f"{where}: 'description' must be a string")

@@ -27,26 +27,32 @@ import warnings
 import numpy as np
 
 
-def gradient_ms(spec, data, backend: str, n: int) -> float:  # noqa: ANN001
-    """Median ms of one log-density + gradient evaluation on one core (PyTensor function
-    compiled with the same back end nutpie uses)."""
+def gradient_ms(spec, data, backend: str, n: int, float32: bool = True,  # noqa: ANN001
+                likelihood: str = "potential") -> float:
+    """Median ms of one log-density + gradient evaluation (PyTensor function compiled with
+    the back end nutpie uses; outputs copied to numpy so JAX's async dispatch is waited for)."""
     import pytensor
 
     from bayesdissect.model import build_model
 
-    m = build_model(spec, data)
-    values = m.value_vars
-    logp = m.logp()
-    fn = pytensor.function(values, [logp, *pytensor.grad(logp, values)],
-                           mode="JAX" if backend == "jax" else "NUMBA", trust_input=True)
-    start = m.initial_point()
-    inputs = [np.asarray(start[v.name]) for v in values]
+    if backend == "jax":
+        import jax
+        import pytensor.link.jax.dispatch  # noqa: F401  (its import sets x64 from floatX)
+        jax.config.update("jax_enable_x64", True)
+    with pytensor.config.change_flags(floatX="float32" if float32 else "float64"):
+        m = build_model(spec, data, likelihood=likelihood)
+        values = m.value_vars
+        logp = m.logp()
+        fn = pytensor.function(values, [logp, *pytensor.grad(logp, values)],
+                               mode="JAX" if backend == "jax" else "NUMBA", trust_input=True)
+        start = m.initial_point()
+        inputs = [np.asarray(start[v.name]) for v in values]
     for _ in range(5):
-        fn(*inputs)
+        [np.asarray(o) for o in fn(*inputs)]
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        fn(*inputs)
+        [np.asarray(o) for o in fn(*inputs)]
         times.append(time.perf_counter() - t)
     return float(np.median(times)) * 1e3
 
@@ -61,6 +67,8 @@ def main() -> int:
     ap.add_argument("--param", default=None, choices=["centered", "noncentered"],
                     help="override the parameterization of every hierarchical level")
     ap.add_argument("--cell-param", default=None, choices=["centered", "noncentered"])
+    ap.add_argument("--float32", default=None, choices=["on", "off"])
+    ap.add_argument("--likelihood", default="potential", choices=["potential", "observed"])
     ap.add_argument("--chains", type=int, default=None)
     ap.add_argument("--draws", type=int, default=None)
     ap.add_argument("--tune", type=int, default=None)
@@ -86,13 +94,17 @@ def main() -> int:
 
     grad_ms = None
     if args.grad_evals:
-        grad_ms = gradient_ms(spec, data, args.backend or spec.sampler.backend, args.grad_evals)
+        grad_ms = gradient_ms(spec, data, args.backend or spec.sampler.backend, args.grad_evals,
+                              float32=spec.sampler.float32 if args.float32 is None
+                              else args.float32 == "on", likelihood=args.likelihood)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f = bd.fit(data, spec, sampler=args.sampler, chains=args.chains, draws=args.draws,
                    tune=args.tune, seed=args.seed, target_accept=args.target_accept,
-                   backend=args.backend, adaptation=args.adaptation, progressbar=False)
+                   backend=args.backend, adaptation=args.adaptation, progressbar=False,
+                   float32=None if args.float32 is None else args.float32 == "on",
+                   likelihood=args.likelihood)
     d = f.diagnostics
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {
