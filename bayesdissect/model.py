@@ -130,7 +130,8 @@ def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
     raise BayesDissectError(f"unknown sigma prior {level.sigma_prior!r}")
 
 
-def _offset(level: Level, loc=None, centering=None):  # noqa: ANN001, ANN202
+def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
+            zero_sum_axes: tuple[str, ...] = ()):
     """The term of one level with its prior; returns (term, weight) tensors.
 
     Hierarchical levels use partial centering (Papaspiliopoulos et al. 2007; Gorinova et
@@ -143,6 +144,7 @@ def _offset(level: Level, loc=None, centering=None):  # noqa: ANN001, ANN202
     A fixed-scale prior is sampled directly: re-centering it would only rescale it.
     """
     import pymc as pm
+    import pytensor
 
     term = TERM_NAMES[level.name]
     dims = level.dims
@@ -151,6 +153,31 @@ def _offset(level: Level, loc=None, centering=None):  # noqa: ANN001, ANN202
         return value, value if loc is None else loc + value
     sdims = ("property",) if level.sigma_per_property else None
     sigma = _sigma(f"sigma_{level.name}", level, sdims)
+    if level.zero_sum and zero_sum_axes:
+        # property first, the summed-over axes (judge / group) last, as ZeroSumNormal wants
+        zs_dims = ("property", *[d for d in dims if d != "property" and d not in zero_sum_axes],
+                   *zero_sum_axes)
+        # partial centering with one a per property: u ~ ZSN(sigma^a), offset =
+        # sigma^(1-a) u ~ ZSN(sigma) (a = 0 non-centered, 1 centered)
+        a = {"centered": 1.0, "noncentered": 0.0}.get(level.parameterization)
+        if a is None:
+            a = np.zeros(1) if centering is None else np.median(
+                centering.reshape(-1, centering.shape[-1]), axis=0)
+            a = np.round(a, 2)
+        pad = (1,) * (len(zs_dims) - 1)
+        scale = sigma.reshape((-1, *pad)) if level.sigma_per_property else sigma
+        a_b = np.reshape(np.asarray(a, dtype=pytensor.config.floatX), (-1, *pad))
+        if np.all(a_b == 0):
+            u_sigma, rest = 1.0, scale
+        elif np.all(a_b == 1):
+            u_sigma, rest = scale, 1.0
+        else:
+            u_sigma, rest = scale**a_b, scale ** (1.0 - a_b)
+        z = pm.ZeroSumNormal(f"z_{level.name}", sigma=u_sigma, dims=zs_dims,
+                             n_zerosum_axes=len(zero_sum_axes))
+        value = (rest * z).transpose(*[zs_dims.index(d) for d in dims])
+        offset = pm.Deterministic(term, value, dims=dims)
+        return offset, offset if loc is None else loc + offset
     a = {"centered": 1.0, "noncentered": 0.0}.get(level.parameterization, centering)
     if a is None:
         a = 0.0
@@ -235,20 +262,31 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
     with pm.Model(coords=coords) as model:
         auto = {k: v.astype(floatx) for k, v in centering_weights(md, spec).items()}
         base = pt.zeros((1, 1, n_k), dtype=floatx)
+        mu = None
         if spec.has("mu"):
             lv = spec.levels["mu"]
             mu = _prior("mu", lv.prior, 0.0, lv.scale, lv.nu, ("property",))
             base = base + mu[None, None, :]
         if spec.has("judge"):
-            judge, _ = _offset(spec.levels["judge"], centering=auto.get("judge"))
-            base = base + judge[:, None, :]
+            # centered judge weights are mu + judge_offset (hierarchical centering: then the
+            # data inform them directly and mu is their mean, without a mu-vs-judges ridge)
+            loc = None if mu is None else pt.broadcast_to(mu[None, :], (n_j, n_k))
+            judge, jw = _offset(spec.levels["judge"], loc=loc, centering=auto.get("judge"),
+                                zero_sum_axes=("judge",) if mu is not None else ())
+            base = jw[:, None, :] if mu is not None else base + judge[:, None, :]
         if spec.has("group"):
-            group, _ = _offset(spec.levels["group"], centering=auto.get("group"))
+            group, _ = _offset(spec.levels["group"], centering=auto.get("group"),
+                               zero_sum_axes=("group",) if mu is not None else ())
             base = base + group[None, :, :]
         w = base
         if spec.has("cell"):
             loc = pt.broadcast_to(base, (n_j, n_g, n_k))
-            _, w = _offset(spec.levels["cell"], loc=loc, centering=auto.get("cell"))
+            # a zero-sum axis only where a main-effect level carries what it removes: over
+            # groups if the judge level is on, over judges if the group level is on
+            axes = tuple(ax for ax, main in (("judge", "group"), ("group", "judge"))
+                         if spec.has(main))
+            _, w = _offset(spec.levels["cell"], loc=loc, centering=auto.get("cell"),
+                           zero_sum_axes=axes)
         if spec.has("w_cell"):
             wc, _ = _offset(spec.levels["w_cell"])
             w = w + wc

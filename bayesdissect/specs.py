@@ -11,6 +11,13 @@ Levels (each optional; at least one weight level must be on):
 * ``judge`` (judge, property), ``group`` (group, property), ``cell`` (judge, group,
   property): hierarchical with ``sigma_prior`` + ``sigma_scale`` (one sigma per property,
   or one shared sigma with ``sigma_per_property = false``), or fixed with ``prior`` +
+  ``scale``. ``zero_sum = true`` makes a hierarchical level's offsets sum to zero over the
+  axes whose constant part another level that is on already carries (judge and group
+  offsets over judges / groups when mu is on; cell offsets over groups when the judge level
+  is on and over judges when the group level is on): a ZeroSumNormal, i.e. iid normal
+  offsets minus their mean. This removes the ridges of the additive decomposition
+  (mu + c, offsets - c) that the data cannot see, and makes mu the average over judges and
+  groups and mu + judge the judge's weights averaged over groups, exactly. Otherwise
   ``scale``; ``parameterization`` is ``"auto"`` (partial centering chosen per element
   from how much data informs it), ``"noncentered"`` or ``"centered"``.
 """
@@ -45,7 +52,7 @@ PARAMETERIZATIONS = ("auto", "noncentered", "centered")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
-               "parameterization"}
+               "parameterization", "zero_sum"}
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation",
                  "float32"}
 
@@ -62,6 +69,7 @@ class Level:
     sigma_scale: float | None = None
     sigma_per_property: bool = True
     parameterization: str = "auto"
+    zero_sum: bool = False
 
     @property
     def hierarchical(self) -> bool:
@@ -171,6 +179,15 @@ def _parse_level(name: str, raw: Any, where: str) -> Level | None:
     else:
         kw["prior"] = _choice(raw.get("prior"), PRIORS, f"{where}.prior")
         kw["scale"] = _num(raw.get("scale"), f"{where}.scale")
+    if "zero_sum" in raw:
+        if not isinstance(raw["zero_sum"], bool):
+            raise BayesDissectError(f"{where}.zero_sum: expected true or false")
+        if raw["zero_sum"] and name not in HIERARCHICAL_LEVELS:
+            raise BayesDissectError(f"{where}.zero_sum: only levels {HIERARCHICAL_LEVELS} can "
+                                    "sum to zero")
+        if raw["zero_sum"] and "sigma_prior" not in raw:
+            raise BayesDissectError(f"{where}.zero_sum: needs sigma_prior (a normal offset)")
+        kw["zero_sum"] = raw["zero_sum"]
     if "nu" in raw:
         kw["nu"] = _num(raw["nu"], f"{where}.nu")
     if "parameterization" in raw:
