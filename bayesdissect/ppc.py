@@ -255,21 +255,22 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     n_g = np.array([pb.mask[sl].sum() for sl in pb.slices])
     share_j /= np.maximum(n_j, 1)
     share_g /= np.maximum(n_g, 1)
-    both = maskf.T @ maskf
-    with np.errstate(invalid="ignore", divide="ignore"):
-        agree /= np.where(both > 0, both, np.nan).astype(np.float32)
-        obs_agree = (yobs.T @ yobs + (maskf - yobs).T @ (maskf - yobs)) / np.where(
-            both > 0, both, np.nan)
+    both = (maskf.T @ maskf).astype(np.float64)  # exact integer counts
+    obs_agree = (yobs.T @ yobs + (maskf - yobs).T @ (maskf - yobs)).astype(np.float64)
 
     by_judge = pd.DataFrame({"judge": pb.judges, **_share_table(
-        yobs.sum(0) / np.maximum(n_j, 1), share_j, n_j, prob)})
+        yobs.sum(0, dtype=np.float64) / np.maximum(n_j, 1), share_j, n_j, prob)})
     by_group = pd.DataFrame({"group": pb.groups, **_share_table(
-        np.array([yobs[sl].sum() for sl in pb.slices]) / np.maximum(n_g, 1), share_g, n_g,
+        np.array([yobs[sl].sum(dtype=np.float64) for sl in pb.slices]) / np.maximum(n_g, 1),
+        share_g, n_g,
         prob)})
     ia, ib = np.triu_indices(j, k=1)
     jl = np.asarray(pb.judges, dtype=object)
-    rep_pairs = agree[:, ia, ib].astype(float)
-    obs_pairs = obs_agree[ia, ib]
+    # rates from exact counts, both in float64, so equal counts tie exactly in the mid-p
+    denom = np.where(both[ia, ib] > 0, both[ia, ib], np.nan)
+    with np.errstate(invalid="ignore"):
+        rep_pairs = agree[:, ia, ib].astype(np.float64) / denom
+        obs_pairs = obs_agree[ia, ib] / denom
     t = _share_table(obs_pairs, rep_pairs, both[ia, ib], prob)
     t["flag"] = t["flag"] & (t["n"] > 0)
     agreement = pd.DataFrame({"judge_a": jl[ia], "judge_b": jl[ib], **t})
