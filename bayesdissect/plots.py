@@ -316,7 +316,7 @@ def plot_similarity(similarity: pd.DataFrame, order: Sequence[str] | None = None
     values = mat.to_numpy(float, copy=True)
     off = values[~np.eye(n, dtype=bool)]
     vmin = float(np.nanmin(off)) if off.size and np.isfinite(off).any() else 0.0
-    vmin = min(0.0, np.floor(vmin * 10) / 10)
+    vmin = min(0.9, float(np.floor(vmin * 10) / 10))  # contrast where the values lie
     _heatmap(fig, ax1, values, labels, "viridis", vmin, 1.0,
              "similarity (posterior mean of the correlation)" if column == "mean"
              else f"similarity ({column})", "similarity", annotate)
