@@ -128,7 +128,7 @@ def test_diagnostics_in_words():
     ok, text = diagnostics_sentences(DIAG)
     assert ok and any("no divergent" in s for s in text)
     ok, text = diagnostics_sentences({**DIAG, "max_rhat": 1.07, "divergences": 3,
-                                      "worst": ["mu[clear]"]})
+                                      "worst_rhat": [["mu[clear]", 1.07]]})
     joined = " ".join(text)
     assert not ok and "1.070" in joined and "3 divergent" in joined and "mu[clear]" in joined
 
