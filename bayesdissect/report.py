@@ -694,9 +694,15 @@ def write_report(fit: Any, out_dir: str | os.PathLike[str], judges: Sequence[str
     target = check_out_dir(out_dir)
     f = findings or compute_findings(fit, judges, prob=prob, k=k, checks=checks,
                                      progress=progress)
-    if f.judges:
+    if f.judges and "judge" in f.levels:
         f.sentences["effects"] = [s for j in f.judges for s in effect_sentences(
             f.effects, j, f.prob)]
+    else:
+        spec_name = html.escape(str(getattr(getattr(fit, "spec", None), "name", "this")))
+        f.sentences["effects"] = [
+            f"The {spec_name} model has no judge-level terms: every judge shares one weight "
+            "vector, so it has no judge differences, similarities or clusters to report; "
+            "effects.csv holds its shared (global) effects."]
     if f.contrasts is not None and f.reference:
         f.sentences["contrasts"] = contrast_sentences(f.contrasts, f.reference, f.judges,
                                                       f.prob)

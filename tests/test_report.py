@@ -139,3 +139,20 @@ def test_cli_report_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "not an earlier report folder" in err
+
+
+def test_paper_and_pooled_specs(tmp_path):
+    """The paper spec (w_cell only) gets the full report; a pooled fit (mu only) says it
+    has no judge differences instead of drawing empty figures."""
+    fit = fake_fit(draws=20)
+    post = fit.posterior["posterior"].to_dataset()
+    w = (post.mu + post.judge_offset + post.group_offset + post.cell_offset)
+    fit.posterior = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {"w_cell": w.transpose("chain", "draw", "judge", "group", "property")})})
+    text = write_report(fit, tmp_path / "paper", checks=False, dpi=40).read_text()
+    assert 'src="similarity.png"' in text and "<b>Human</b> rewards most" in text
+    fit.posterior = xr.DataTree.from_dict({"posterior": post[["mu"]]})
+    fit.spec.name = "pooled"
+    text = write_report(fit, tmp_path / "pooled", checks=False, dpi=40).read_text()
+    assert "The pooled model has no judge-level terms" in text
+    assert "<img" not in text and 'href="effects.csv"' in text
