@@ -628,6 +628,43 @@ def _append_judge(post: xr.Dataset, name: str, draws: dict[str, np.ndarray]) -> 
     return out, dropped
 
 
+def _zero_sum_scales(levels: Mapping[str, Any], post: xr.Dataset, sj: np.ndarray | None,
+                     sc: np.ndarray | None, n_groups: int):
+    """Prior scales of a NEW judge's offsets when the spec's levels are zero-sum.
+
+    With zero-sum offsets (``zero_sum = true``; model.py builds them as iid normal offsets
+    minus their mean) ``mu`` is the average of the J fitted judges, not the population
+    mean, so a new judge's offset from it has variance sigma^2 (1 + 1/J) (the fitted
+    judges' mean deviation is unidentified, and stays at its prior sigma^2 / J); the same
+    holds for its cell offsets when they sum to zero over judges. When cell offsets sum to
+    zero over groups, the new judge's cells c[g] are zero-sum over groups too: the judge's
+    per-group deviations v[g] = a + c[g] then have covariance
+    sa^2 11' + sc^2 (I - 11'/G), which is the iid form (a ~ N(0, sa_iid^2),
+    c[g] ~ N(0, sc^2) independent) with sa_iid^2 = sa^2 - sc^2 / G, followed by moving the
+    group mean of c into a. Returns (sa_iid, sc_eff, recentre, n_clamped): where
+    sa^2 - sc^2 / G is not positive it is clamped to 1% of sa^2 (a slightly wider prior on
+    the judge's mean; counted)."""
+    n_judges = int(post.sizes["judge"])
+    judge_lv, cell_lv = levels.get("judge"), levels.get("cell")
+    has_mu, has_group = "mu" in post, "group_offset" in post
+    judge_zs = bool(_get(judge_lv, "zero_sum", False)) and has_mu and sj is not None
+    cell_zs = bool(_get(cell_lv, "zero_sum", False)) and sc is not None
+    over_judges = cell_zs and has_group
+    over_groups = cell_zs and sj is not None
+    factor = 1.0 + 1.0 / n_judges
+    if judge_zs:
+        sj = sj * np.sqrt(factor)
+    if over_judges:
+        sc = sc * np.sqrt(factor)
+    clamped = 0
+    if over_groups and n_groups > 1:
+        var = sj**2 - sc**2 / n_groups
+        floor = 0.01 * sj**2
+        clamped = int((var < floor).any(axis=1).sum())
+        sj = np.sqrt(np.maximum(var, floor))
+    return sj, sc, over_groups and n_groups > 1, clamped
+
+
 def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None):
     """The fast path for the hierarchical family (Normal offsets, Normal bias)."""
     post = _posterior_dataset(fit)
@@ -668,6 +705,7 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
 
     sj = sigma("judge", "sigma_judge")
     sc = sigma("cell", "sigma_cell")
+    sj, sc, recentre, clamped = _zero_sum_scales(levels, post, sj, sc, n_groups)
     bias_scale = None
     if "bias" in post:
         bias_level = levels.get("bias")
@@ -694,6 +732,11 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
 
     with blas_single_thread():  # small products: one BLAS thread is faster on a busy box
         res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng)
+    if recentre and "cell_offset" in res and "judge_offset" in res:
+        # zero-sum cells over groups: the judge offset carries the new judge's group mean
+        shift = res["cell_offset"].mean(axis=1)
+        res["judge_offset"] = res["judge_offset"] + shift
+        res["cell_offset"] = res["cell_offset"] - shift[:, None, :]
     draws = {v: res[v] for v in _JUDGE_TERMS if v in res and v in post}
     # keep raw non-centred draws consistent where the posterior carries them
     if "z_judge" in post and "judge_offset" in draws and sj is not None:
@@ -702,7 +745,8 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
         draws["z_cell"] = draws["cell_offset"] / sc[:, None, :]
     new_post, dropped = _append_judge(post, name, draws)
     info = {"method": "fast", "approximation": "cut + per-draw Laplace",
-            "labelled_pairs": int(keep.sum()),
+            "labelled_pairs": int(keep.sum()), "zero_sum_cells_recentred": bool(recentre),
+            "judge_scale_clamped_draws": int(clamped),
             "chord_iters": int(res["chord_iters"]), "newton_iters": int(res["newton_iters"]),
             "max_grad_at_mode": float(res["max_grad"]), "dropped_variables": dropped}
     return new_post, info

@@ -66,7 +66,10 @@ def synthetic_fit(n_judges: int = 4, n_groups: int = 4, n_pairs: int = 2400,
     tree = xr.DataTree.from_dict({"posterior": ds, "sample_stats": xr.Dataset(
         {"diverging": (("chain", "draw"), np.zeros((CHAINS, DRAWS), bool))},
         coords={"chain": np.arange(CHAINS), "draw": np.arange(DRAWS)})})
-    fit = Fit(data=base, spec=load_spec("hierarchical"), posterior=tree, diagnostics={},
+    spec = load_spec("hierarchical")
+    for level in ("judge", "group", "cell"):  # the truth here is iid offsets, not zero-sum
+        spec = spec.replace_level(level, zero_sum=False)
+    fit = Fit(data=base, spec=spec, posterior=tree, diagnostics={},
               settings={"chains": CHAINS, "draws": DRAWS})
     return fit, data, truth
 
@@ -235,6 +238,26 @@ def test_fast_path_matches_a_direct_conditional_fit():
     assert z.max() < 0.25, z.max()
     ratio = lap.std(0) / ref.std(0)
     assert 0.8 < ratio.min() and ratio.max() < 1.2, (ratio.min(), ratio.max())
+
+
+def test_zero_sum_spec_keeps_the_new_judge_consistent(synth):
+    """With zero-sum levels (the default spec) the new judge's cell offsets sum to zero over
+    groups, so its judge-level weight (mu + judge_offset) is the average of its cell weights
+    over groups, as for the fitted judges."""
+    import dataclasses
+
+    fit, data, _ = synth
+    zs = dataclasses.replace(fit, spec=load_spec("hierarchical"))
+    assert zs.spec.levels["cell"].zero_sum
+    held = str(data.judge.values[-1])
+    new = add_judge(zs, _letters(data["y"].sel(judge=held).values), held, seed=2)
+    post = new.draws.sel(judge=held)
+    np.testing.assert_allclose(post["cell_offset"].sum("group").values, 0.0, atol=1e-10)
+    # (this synthetic posterior's group offsets are not zero-sum, so take them out first)
+    avg = (cell_weights(new.draws).sel(judge=held) - new.draws.group_offset).mean("group")
+    np.testing.assert_allclose((post.mu + post.judge_offset).transpose(*avg.dims).values,
+                               avg.values, atol=1e-10)
+    assert new.diagnostics["add_judge"]["zero_sum_cells_recentred"]
 
 
 def test_queries_include_new_judge_and_roundtrip(synth, tmp_path):
