@@ -31,6 +31,10 @@ Two paths:
        few hundred labelled pairs per group the logistic conditional is close to Gaussian;
        with very few labels per group it is less so (the prior keeps it proper).
 
+    With zero-sum levels (the default spec) ``mu`` is the fitted judges' average, so the new
+    judge's offsets get prior variance sigma^2 (1 + 1/J) around it, and its cell offsets
+    sum to zero over groups like every fitted judge's (see ``_zero_sum_scales``).
+
     For the ``paper`` spec (independent ``w_cell`` per judge x group, Laplace prior) the
     posterior factorises over judges, so the fast path fits only the new judge's cells with
     NUTS, which is exact.
