@@ -60,11 +60,15 @@ def _table(w: xr.DataArray, level: str, prob: float) -> pd.DataFrame:
 
 
 def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
-            groups: list[str] | None = None, prob: float = 0.9) -> pd.DataFrame:
+            groups: list[str] | None = None, prob: float = 0.9,
+            population: bool = False) -> pd.DataFrame:
     """Property effects at ``level`` (global, judge, group, cell) as a tidy table with
     columns ``EFFECT_COLUMNS``; ``judges`` / ``groups`` filter the rows (an unknown name is a
     BayesDissectError); judge / group are empty strings where the level has none.
-    Judge-varying levels are computed one judge at a time (memory: draws x groups x K)."""
+    judge / group / global are the cell weights averaged over the fitted groups / judges
+    (the paper's averages); ``population=True`` gives the spec's population terms instead
+    (mu + judge_offset etc.; see ``weights.level_weights``). Judge-varying levels are
+    computed one judge at a time (memory: draws x groups x K)."""
     post = as_posterior(fit)
     check_level(post, level)
     _check_prob(prob)
@@ -78,34 +82,35 @@ def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
                                 "use --level group or cell")
     gsel = select_labels(post["group"], groups, "group") if by_group else None
     if not by_judge:
-        w = level_weights(post, level)
+        w = level_weights(post, level, population)
         return _table(w.sel(group=gsel) if gsel is not None else w, level, prob)
     parts = []
     for j in select_labels(post["judge"], judges, "judge"):
-        w = level_weights(post.sel(judge=[j]), level)
+        w = level_weights(post.sel(judge=[j]), level, population)
         parts.append(_table(w.sel(group=gsel) if gsel is not None else w, level, prob))
     return pd.concat(parts, ignore_index=True)
 
 
-def all_effects(fit: Any, prob: float = 0.9) -> pd.DataFrame:
+def all_effects(fit: Any, prob: float = 0.9, population: bool = False) -> pd.DataFrame:
     """Effects at every level the fit has, stacked (global, judge, group, cell)."""
     from .weights import available_levels
     post = as_posterior(fit)
-    return pd.concat([effects(post, lv, prob=prob) for lv in available_levels(post)],
-                     ignore_index=True)
+    return pd.concat([effects(post, lv, prob=prob, population=population)
+                      for lv in available_levels(post)], ignore_index=True)
 
 
 def contrast(fit: Any, judge_a: str, judge_b: str, group: str | None = None,
-             prob: float = 0.9) -> pd.DataFrame:
-    """Posterior of w_A - w_B per property: judge level (mu + judge, i.e. averaged over
-    groups) or, with ``group``, the cell weights in that group. Columns ``CONTRAST_COLUMNS``;
+             prob: float = 0.9, population: bool = False) -> pd.DataFrame:
+    """Posterior of w_A - w_B per property: judge level (averaged over the fitted groups;
+    ``population=True``: judge_offset_A - judge_offset_B) or, with ``group``, the cell
+    weights in that group. Columns ``CONTRAST_COLUMNS``;
     ``prob_a_greater`` = P(w_A > w_B); ``credible`` = the interval excludes 0. Sorted so
     the biggest credible differences come first: by the interval's distance from zero
     (the bound nearest zero when it excludes zero, else 0), then by |mean|."""
     post = as_posterior(fit)
     level = "cell" if group is not None else "judge"
     check_level(post, level)
-    w = level_weights(post, level)
+    w = level_weights(post, level, population)
     for j in (judge_a, judge_b):
         select_labels(w["judge"], [j], "judge")
     if judge_a == judge_b:

@@ -32,11 +32,9 @@ def test_columns_rows_and_truth_at_each_level(level: str) -> None:
     assert len(df) == n and (df.level == level).all()
     assert (df.judge != "").all() == (level in ("judge", "cell"))
     assert (df.group != "").all() == (level in ("group", "cell"))
-    expected = {
-        "global": truth["mu"],
-        "judge": truth["mu"] + truth["judge_offset"],
-        "group": truth["mu"] + truth["group_offset"],
-        "cell": true_cell_weights(truth, 5, 3),
+    w = true_cell_weights(truth, 5, 3)
+    expected = {  # the paper's averages of the cell weights over fitted groups / judges
+        "global": w.mean((0, 1)), "judge": w.mean(1), "group": w.mean(0), "cell": w,
     }[level].ravel()
     # sum of up to 4 terms each with noise 0.05 -> posterior sd <= 0.1; 5 sd tolerance
     np.testing.assert_allclose(df["mean"], expected, atol=0.05)
@@ -87,16 +85,26 @@ def test_paper_and_pooled_specs_answer_their_levels() -> None:
     assert set(all_effects(paper).level) == {"global", "judge", "group", "cell"}
 
 
-def test_judge_level_is_mu_plus_judge_offset() -> None:
+def test_levels_average_cells_draw_by_draw_and_population_terms() -> None:
     post, _ = make_posterior()
-    w = level_weights(post, "judge")
+    cell = level_weights(post, "cell")
+    for level, dims in (("judge", ["group"]), ("group", ["judge"]),
+                        ("global", ["judge", "group"])):
+        w = level_weights(post, level)
+        xr.testing.assert_allclose(w, cell.mean(dims).transpose(*w.dims))
+    w = level_weights(post, "judge", population=True)
     xr.testing.assert_allclose(w, (post.mu + post.judge_offset).transpose(*w.dims).rename("w"))
+    w = level_weights(post, "global", population=True)
+    xr.testing.assert_allclose(w, post.mu.rename("w"))
+    pop = effects(post, "group", population=True)
+    assert list(pop.columns) == EFFECT_COLUMNS and len(pop) == 24
 
 
 def test_contrast_known_difference_and_order() -> None:
     post, truth = make_posterior(noise=0.05, twins={3: 0})
     df = contrast(post, "judge0", "judge1")
-    true = (truth["judge_offset"][0] - truth["judge_offset"][1])
+    w = true_cell_weights(truth, 5, 3)
+    true = (w[0] - w[1]).mean(0)  # group-averaged difference
     got = df.set_index("property")["mean"].reindex([f"p{k}" for k in range(8)]).to_numpy()
     np.testing.assert_allclose(got, true, atol=0.04)
     assert (df.prob_a_greater[df["mean"] > 0.3] > 0.95).all()
@@ -119,13 +127,14 @@ def test_real_fit_intervals_cover_the_truth() -> None:
     f = small_fits()
     truth = f["truth"]
     judge = effects(f["hier"], "judge", prob=0.9)
-    true_j = (truth["mu"] + truth["judge_offset"]).ravel()  # judge x property, dataset order
+    true_j = truth["w"].mean(1).ravel()  # judge averaged over groups; dataset order
     cover_j = ((judge.lower <= true_j) & (true_j <= judge.upper)).mean()
     cell = effects(f["hier"], "cell", prob=0.9)
     true_c = truth["w"].ravel()
     cover_c = ((cell.lower <= true_c) & (true_c <= cell.upper)).mean()
-    # nominal 0.9; 25 judge entries, 75 cell entries (correlated): a sensible floor
-    assert cover_j >= 0.7 and cover_c >= 0.75, (cover_j, cover_c)
+    # nominal 0.9; 25 judge entries, 75 cell entries, correlated through shared terms
+    # (a shift in one property moves all judges): a sensible floor, not the nominal rate
+    assert cover_j >= 0.6 and cover_c >= 0.75, (cover_j, cover_c)
     # ... and the intervals are informative, not trivially wide
     assert (cell.upper - cell.lower).median() < 2.0
     # the pooled fit answers only the global level

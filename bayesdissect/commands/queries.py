@@ -22,6 +22,13 @@ def _prob(parser: argparse.ArgumentParser) -> None:
                         help="probability mass of the equal-tailed interval (default 0.9)")
 
 
+def _population(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--population", action="store_true",
+                        help="population-level terms instead of averages over the fitted "
+                        "groups/judges: judge = mu + judge_offset, group = mu + group_offset, "
+                        "global = mu (weights for a new group / judge; wider intervals)")
+
+
 def _note(args: argparse.Namespace, text: str) -> None:
     """A one-line context note on stderr (tables only, so csv/json stay clean to parse)."""
     if args.format == "table" and not args.out:
@@ -31,14 +38,14 @@ def _note(args: argparse.Namespace, text: str) -> None:
 def _effects(args: argparse.Namespace) -> int:
     from ..effects import effects
     emit(effects(_load(args.fit), args.level, judges=args.judge, groups=args.group,
-                 prob=args.prob), args)
+                 prob=args.prob, population=args.population), args)
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from ..effects import contrast
     emit(contrast(_load(args.fit), args.judge_a, args.judge_b, group=args.group,
-                  prob=args.prob), args)
+                  prob=args.prob, population=args.population), args)
     return 0
 
 
@@ -103,10 +110,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     # no argparse choices for --level / --kind: a wrong value is a one-line
     # BayesDissectError naming the options (argparse would print the usage block too)
     p.add_argument("--level", default="judge", metavar="LEVEL",
-                   help="global | judge | group | cell: global = mu; judge = mu + judge "
-                   "(averaged over groups); group = mu + group; cell = full w[judge, group] "
-                   "(default: judge)")
+                   help="global | judge | group | cell: judge = the judge's weights averaged "
+                   "over the fitted groups (the paper's average); group = averaged over "
+                   "judges; global = over both; cell = full w[judge, group] (default: judge)")
     p.add_argument("--judge", nargs="+", default=None, metavar="JUDGE", help="only these judges")
+    _population(p)
     p.add_argument("--group", nargs="+", default=None, metavar="GROUP", help="only these groups")
     _prob(p)
     add_output_args(p)
@@ -120,6 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("judge_b", metavar="JUDGE_B")
     p.add_argument("--group", default=None, help="compare cell weights in this group "
                    "(default: judge level, averaged over groups)")
+    _population(p)
     _prob(p)
     add_output_args(p)
     p.set_defaults(func=_compare)
