@@ -127,10 +127,20 @@ def level_weights(posterior: xr.Dataset, level: str, population: bool = False) -
         total = sum(posterior[t] for t in _LEVEL_TERMS[level] if t in posterior)
     else:
         reduce = {"global": ("judge", "group"), "judge": ("group",), "group": ("judge",)}[level]
-        total = sum(posterior[t].mean([d for d in reduce if d in posterior[t].dims])
-                    for t in TERMS if t in posterior)
+        total = sum(_mean_over(posterior[t], reduce) for t in TERMS if t in posterior)
     order = [d for d in ("chain", "draw", "judge", "group", "property") if d in total.dims]
     return total.transpose(*order).rename("w")
+
+
+def _mean_over(da: xr.DataArray, dims: tuple[str, ...]) -> xr.DataArray:
+    """Mean over those of ``dims`` that ``da`` has, with plain numpy (xarray's reduction
+    copied the whole array first: 170 MB for cell_offset at paper size)."""
+    axes = tuple(da.dims.index(d) for d in dims if d in da.dims)
+    if not axes:
+        return da
+    keep = [d for d in da.dims if d not in dims]
+    return xr.DataArray(da.values.mean(axis=axes), dims=keep,
+                        coords={d: da[d] for d in keep if d in da.coords})
 
 
 def _coord(posterior: xr.Dataset, dim: str) -> xr.DataArray | None:
