@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paper-fit", default=None, help="reuse a saved `paper` spec fit")
     ap.add_argument("--hier-fit", default=None, help="reuse a saved `hierarchical` fit")
     ap.add_argument("--skip-ours", action="store_true", help="only the paper method")
+    ap.add_argument("--kinds", default="hierarchical,paper",
+                    help="which of our specs to fit beside it, in this order")
+    ap.add_argument("--reuse-paper-method", default=None, metavar="JSON",
+                    help="reuse the paper method's per-cell results saved by an earlier run "
+                         "(save-dir/paper_method_cells.json) instead of rerunning it")
     ap.add_argument("--chains", type=int, default=None)
     ap.add_argument("--draws", type=int, default=None)
     ap.add_argument("--tune", type=int, default=None)
@@ -188,19 +193,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     # ---- the paper's method on the sampled cells
     pm_mean, pm_lo, pm_hi, true_cells, run_times = [], [], [], [], []
-    t_paper = time.perf_counter()
-    for j, g in cells:
-        keep = (group_of == g) & np.isfinite(data["y"].sel(judge=j).values)
-        res = paper_cell(x_all[keep], data["y"].sel(judge=j).values[keep], args.folds,
-                         args.chain_method)
-        pm_mean.append(res["mean"])
-        pm_lo.append(res["lower"])
-        pm_hi.append(res["upper"])
-        true_cells.append(truth["w"].sel(judge=j, group=g, property=props).values)
-        run_times.extend(res["run_seconds"])
-        print(f"paper method {j} / {g}: {res['n_pairs']} pairs, runs "
-              f"{np.round(res['run_seconds'], 1).tolist()} s", file=sys.stderr, flush=True)
-    paper_wall = time.perf_counter() - t_paper
+    if args.reuse_paper_method:
+        saved = json.loads(Path(args.reuse_paper_method).read_text())
+        cells = [tuple(c) for c in saved["cells"]]
+        result["settings"]["cells"] = cells
+        result["settings"]["reused_paper_method"] = args.reuse_paper_method
+        pm_mean, pm_lo, pm_hi = saved["mean"], saved["lower"], saved["upper"]
+        run_times = saved["run_seconds"]
+        paper_wall = saved["wall_seconds"]
+        true_cells = [truth["w"].sel(judge=j, group=g, property=props).values for j, g in cells]
+    else:
+        t_paper = time.perf_counter()
+        for j, g in cells:
+            keep = (group_of == g) & np.isfinite(data["y"].sel(judge=j).values)
+            res = paper_cell(x_all[keep], data["y"].sel(judge=j).values[keep], args.folds,
+                             args.chain_method)
+            pm_mean.append(res["mean"].tolist())
+            pm_lo.append(res["lower"].tolist())
+            pm_hi.append(res["upper"].tolist())
+            true_cells.append(truth["w"].sel(judge=j, group=g, property=props).values)
+            run_times.extend(res["run_seconds"])
+            print(f"paper method {j} / {g}: {res['n_pairs']} pairs, runs "
+                  f"{np.round(res['run_seconds'], 1).tolist()} s", file=sys.stderr, flush=True)
+        paper_wall = time.perf_counter() - t_paper
+        (save_dir / "paper_method_cells.json").write_text(json.dumps(
+            {"cells": cells, "mean": pm_mean, "lower": pm_lo, "upper": pm_hi,
+             "run_seconds": run_times, "wall_seconds": paper_wall}))
     true_cells_a = np.asarray(true_cells)
     per_run = float(np.mean(run_times))
     result["paper_method"] = {
@@ -217,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ours:
         sj = [j for j, _ in cells]
         sg = [g for _, g in cells]
-        for kind, path in (("paper", args.paper_fit), ("hierarchical", args.hier_fit)):
+        paths = {"paper": args.paper_fit, "hierarchical": args.hier_fit}
+        for kind in [k.strip() for k in args.kinds.split(",") if k.strip()]:
+            path = paths[kind]
             f, secs, origin = get_fit(kind, path, save_dir, data, args)
             allc = fit_summary(f, judges_all, groups_all)
             true_all = truth["w"].sel(judge=judges_all, group=groups_all,
@@ -240,17 +260,21 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result[f"ours_{kind}"], indent=1, default=str), file=sys.stderr,
                   flush=True)
         pm = result["paper_method"]
-        hi_ = result["ours_hierarchical"]
-        result["ratios"] = {
-            "speed_paper_extrapolated_over_hierarchical":
-                pm["extrapolated_seconds_5280_runs"] / hi_["wall_seconds"],
-            "speed_paper_extrapolated_over_paper_spec_joint":
-                pm["extrapolated_seconds_5280_runs"] / result["ours_paper"]["wall_seconds"],
-            "rmse_hierarchical_over_paper_method_sampled_cells":
-                hi_["sampled_cells"]["rmse"] / pm["sampled_cells"]["rmse"],
-            "rmse_hierarchical_over_paper_spec_all_cells":
-                hi_["all_cells"]["rmse"] / result["ours_paper"]["all_cells"]["rmse"],
-        }
+        ratios = {}
+        if "ours_hierarchical" in result:
+            hi_ = result["ours_hierarchical"]
+            ratios["speed_paper_extrapolated_over_hierarchical"] = \
+                pm["extrapolated_seconds_5280_runs"] / hi_["wall_seconds"]
+            ratios["rmse_hierarchical_over_paper_method_sampled_cells"] = \
+                hi_["sampled_cells"]["rmse"] / pm["sampled_cells"]["rmse"]
+        if "ours_paper" in result:
+            ratios["speed_paper_extrapolated_over_paper_spec_joint"] = \
+                pm["extrapolated_seconds_5280_runs"] / result["ours_paper"]["wall_seconds"]
+        if "ours_paper" in result and "ours_hierarchical" in result:
+            ratios["rmse_hierarchical_over_paper_spec_all_cells"] = \
+                result["ours_hierarchical"]["all_cells"]["rmse"] / \
+                result["ours_paper"]["all_cells"]["rmse"]
+        result["ratios"] = ratios
     text = json.dumps(result, indent=1, default=str)
     print(text)
     if args.json:
