@@ -1,7 +1,7 @@
 """``bayesdissect report FIT --out DIR`` and ``bayesdissect demo``: the front door.
 
 ``demo`` loads the bundled simulated data, fits the default model on a scope that runs in
-a few minutes on a laptop (8 judges, all groups, 2 chains x 300 draws; it says so), writes
+a few minutes on a laptop (8 judges, all groups, 2 chains x 500 draws; it says so), writes
 the report and prints where it is with a short summary table. ``--full`` fits all judges
 with the model's own sampler defaults (the paper-sized analysis).
 """
@@ -21,7 +21,7 @@ DEMO_JUDGES: tuple[str, ...] = (
     "human", "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "llama-2-70b-chat", "llama-2-70b",
     "tulu-2-dpo-70b", "yi-6b-chat", "mistral-7b-instruct-v0.2",
 )
-DEMO_SAMPLING = {"chains": 2, "draws": 300, "tune": 300}
+DEMO_SAMPLING = {"chains": 2, "draws": 500, "tune": 500}
 DEMO_OUT = "bayesdissect-demo"
 
 
