@@ -278,13 +278,13 @@ def _heatmap(fig, ax, mat: np.ndarray, labels: list[str], cmap: str, vmin: float
     ax.set_yticklabels(labels, fontsize=size)
     ax.set_title(title, fontsize=9)
     if annotate:
-        mid = (vmin + vmax) / 2
         for i in range(n):
             for j in range(n):
                 if np.isfinite(mat[i, j]):
+                    r, g, b, _ = im.cmap(im.norm(mat[i, j]))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # text readable on the cell
                     ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                            color="white" if (mat[i, j] < mid) == (cmap != "magma_r")
-                            else "black")
+                            color="white" if dark else "black")
     fig.colorbar(im, ax=ax, shrink=0.75, label=cbar_label)
 
 
