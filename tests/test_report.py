@@ -156,3 +156,10 @@ def test_paper_and_pooled_specs(tmp_path):
     text = write_report(fit, tmp_path / "pooled", checks=False, dpi=40).read_text()
     assert "The pooled model has no judge-level terms" in text
     assert "<img" not in text and 'href="effects.csv"' in text
+
+
+def test_cli_demo_bad_judge_is_one_line(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "d"), "--judges", "human,nobody", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "nobody" in err and not (tmp_path / "d").exists()
