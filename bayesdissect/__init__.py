@@ -8,7 +8,11 @@ is built or a fit is loaded):
 
 * ``load(source)`` -> ``xarray.Dataset`` (GAIR file, ``hf:`` id, ``"demo"``, tidy table)
 * ``simulate(...)`` -> a dataset in the GAIR schema with known true weights
-* ``fit(data, model="hierarchical", ...)`` -> ``Fit``; ``load_fit(path)`` -> ``Fit``
+* ``fit(data, model="hierarchical", ...)`` -> ``Fit``; ``load_fit(path)`` -> ``Fit``;
+  ``add_judge(fit, labels, name)`` -> ``Fit``
+* ``effects``, ``contrast``, ``similarity``, ``clusters``, ``ppc``, ``loo``,
+  ``compare_models``: what a fit answers, as pandas / xarray objects
+* ``write_report(fit, out_dir)``: the HTML report (figures: ``bayesdissect.plots``)
 * ``BayesDissectError``: the one exception type bad input raises
 """
 
@@ -17,22 +21,39 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# The query functions share their modules' names (bayesdissect.effects is a function), so
+# they are imported eagerly: a lazy name would be shadowed by the submodule once imported.
+# They need numpy/pandas/xarray/scipy only, not PyMC.
 from .catalogue import JUDGES, PROPERTIES, PROPERTY_NAMES
+from .clusters import clusters
+from .effects import all_effects, contrast, effects
 from .errors import BayesDissectError
+from .ppc import compare_models, loo, ppc
+from .similarity import similarity, similarity_matrix
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # data
     "load": "loaders",
+    "to_tidy": "loaders",
     "simulate": "simulate",
+    "load_truth": "simulate",
+    # model and fit
+    "load_spec": "specs",
+    "build_model": "model",
     "fit": "fitting",
     "load_fit": "fitting",
     "Fit": "fitting",
-    "load_spec": "specs",
-    "build_model": "model",
+    "add_judge": "addjudge",
+    "write_report": "report",
 }
 
-__all__ = ["BayesDissectError", "JUDGES", "PROPERTIES", "PROPERTY_NAMES", *_LAZY]
+__all__ = [
+    "BayesDissectError", "JUDGES", "PROPERTIES", "PROPERTY_NAMES",
+    "all_effects", "clusters", "compare_models", "contrast", "effects", "loo", "ppc",
+    "similarity", "similarity_matrix", *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:
