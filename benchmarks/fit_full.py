@@ -40,13 +40,26 @@ def gradient_ms(spec, data, backend: str, n: int, float32: bool = True,  # noqa:
         import pytensor.link.jax.dispatch  # noqa: F401  (its import sets x64 from floatX)
         jax.config.update("jax_enable_x64", True)
     with pytensor.config.change_flags(floatX="float32" if float32 else "float64"):
-        m = build_model(spec, data, likelihood=likelihood)
+        from pymc.model.transform.optimization import freeze_dims_and_data
+
+        # as nutpie does: constant shapes (JAX cannot trace ZeroSumNormal's split otherwise)
+        m = freeze_dims_and_data(build_model(spec, data, likelihood=likelihood))
         values = m.value_vars
-        logp = m.logp()
-        fn = pytensor.function(values, [logp, *pytensor.grad(logp, values)],
-                               mode="JAX" if backend == "jax" else "NUMBA", trust_input=True)
         start = m.initial_point()
         inputs = [np.asarray(start[v.name]) for v in values]
+        if backend == "jax":  # as nutpie's gradient_backend="jax": jax.value_and_grad
+            from pymc.sampling.jax import get_jaxified_logp
+
+            logp_fn = get_jaxified_logp(m, negative_logp=False)
+            vg = jax.jit(jax.value_and_grad(lambda xs: logp_fn(xs)))
+
+            def fn(*xs):  # noqa: ANN002, ANN202
+                value, grads = vg(list(xs))
+                return [value, *grads]
+        else:
+            logp = m.logp()
+            fn = pytensor.function(values, [logp, *pytensor.grad(logp, values)],
+                                   mode="NUMBA", trust_input=True)
     for _ in range(5):
         [np.asarray(o) for o in fn(*inputs)]
     times = []
