@@ -43,9 +43,17 @@ def test_fit_then_check_json_and_table(data_csv, tmp_path, capsys) -> None:
         assert isinstance(d[key], int | float), key
     assert d["model"] == "pooled" and d["settings"]["seed"] == 3
     assert d["settings"]["judges"] == [str(j) for j in data.judge.values[:2]]
+    pred = d["predictive"]
+    for key in ("accuracy", "log_score", "calibration_ece", "elpd_loo", "elpd_loo_se",
+                "flagged_judges", "worst_agreement"):
+        assert key in pred, key
+    assert 0.0 <= pred["accuracy"] <= 1.0 and pred["log_score"] < 0 and pred["elpd_loo"] < 0
     assert cli.main(["check", str(out)]) == 0
     text = capsys.readouterr().out
     assert "max_rhat" in text and "divergences" in text and "converged:" in text
+    assert "[predictive]" in text and "elpd_loo" in text
+    assert cli.main(["check", str(out), "--no-ppc", "--format", "json"]) == 0
+    assert "predictive" not in json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

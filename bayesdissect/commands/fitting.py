@@ -59,11 +59,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_fit)
 
-    c = sub.add_parser("check", help="convergence diagnostics of a saved fit",
-                       description="Print a saved fit's diagnostics: R-hat, ESS, divergences, "
-                       "tree depth, step size, time per phase.")
+    c = sub.add_parser("check", help="diagnostics and posterior predictive checks of a fit",
+                       description="Print a saved fit's diagnostics (R-hat, ESS, divergences, "
+                       "tree depth, step size, time per phase) and its posterior predictive "
+                       "checks (accuracy, log score, calibration, per-judge/group shares, "
+                       "judge-pair agreement, PSIS-LOO). Full tables: 'bayesdissect ppc'.")
     c.add_argument("fit", metavar="FIT", help="a fit written by 'bayesdissect fit'")
     c.add_argument("--format", choices=["table", "json"], default="table")
+    c.add_argument("--no-ppc", action="store_true",
+                   help="diagnostics only (skip the posterior predictive checks)")
+    c.add_argument("--no-loo", action="store_true", help="skip PSIS-LOO")
     c.set_defaults(func=_check)
 
 
@@ -117,9 +122,38 @@ def diagnostics_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
     return d
 
 
-#: Sections of ``check``; append ``(name, function)`` to add one (e.g. posterior predictive).
+def predictive_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Posterior predictive checks in brief (``bayesdissect ppc`` prints the full tables)."""
+    if getattr(args, "no_ppc", False):
+        return {}
+    from ..ppc import loo, ppc
+
+    res = ppc(fit)
+    sc = res.scores.set_index("judge").loc["all"]
+    out: dict[str, Any] = {
+        "draws_used": res.n_draws,
+        "accuracy": float(sc.accuracy),
+        "log_score": float(sc.log_score),
+        "calibration_ece": float(res.calibration.attrs.get("ece", float("nan"))),
+        "flagged_judges": [str(j) for j in res.by_judge.judge[res.by_judge.flag]],
+        "flagged_groups": [str(g) for g in res.by_group.group[res.by_group.flag]],
+        **{f"flagged_{k}": v for k, v in res.flagged().items() if k.startswith("agreement")},
+        "worst_agreement": [
+            f"{r.judge_a} ~ {r.judge_b}: observed {r.observed:.3f}, replicated "
+            f"{r.rep_mean:.3f}, p {r.ppp:.3f}"
+            for r in res.worst_agreement(3).itertuples()],
+    }
+    if not getattr(args, "no_loo", False):
+        lr = loo(fit)
+        out.update(elpd_loo=lr.elpd_loo, elpd_loo_se=lr.se, p_loo=lr.p_loo,
+                   loo_bad_pareto_k=lr.n_bad_k)
+    return out
+
+
+#: Sections of ``check``; append ``(name, function)`` to add one.
 CHECK_SECTIONS: list[tuple[str, Callable[[Any, argparse.Namespace], dict[str, Any]]]] = [
     ("diagnostics", diagnostics_section),
+    ("predictive", predictive_section),
 ]
 
 
@@ -135,6 +169,7 @@ def _check(args: argparse.Namespace) -> int:
 
     fit = load_fit(args.fit)
     sections = {name: fn(fit, args) for name, fn in CHECK_SECTIONS}
+    sections = {name: sec for name, sec in sections.items() if sec}
     diag = sections.pop("diagnostics")
     if args.format == "json":
         out = {**diag, **sections}
