@@ -213,6 +213,14 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
     return tree, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
 
 
+def _jax_x64_enabled() -> bool:
+    """Whether JAX (if already imported) runs with 64-bit floats."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    return bool(jax is not None and jax.config.read("jax_enable_x64"))
+
+
 def _sample_pymc(model: Any, sampler: str, *, draws: int, tune: int, chains: int, seed: int,
                  target_accept: float, progressbar: bool,
                  cores: int | None) -> tuple[xr.DataTree, dict[str, float]]:
@@ -331,6 +339,11 @@ def fit(
         raise BayesDissectError(f"likelihood: expected 'potential' or 'observed', got "
                                 f"{likelihood!r}")
     float32 = spec.sampler.float32 if float32 is None else bool(float32)
+    if float32 and sampler in ("numpyro", "blackjax") and _jax_x64_enabled():
+        # Under JAX x64 (switched on by any earlier nutpie-JAX fit in this process) the
+        # JAX samplers' NUTS state is float64 while float32 parameters stay float32, and
+        # their tree building fails on the mixed dtypes: sample in float64 instead.
+        float32 = False
     import pytensor
 
     with pytensor.config.change_flags(floatX="float32" if float32 else "float64"):

@@ -172,3 +172,20 @@ def test_bad_fit_arguments_raise_one_line(kwargs: dict, needle: str) -> None:
     with warnings.catch_warnings(), pytest.raises(BayesDissectError, match=needle) as err:
         bd.fit(data, **{"model": "pooled", **kwargs})
     assert "\n" not in str(err.value)
+
+
+def test_jax_sampler_after_x64_was_switched_on() -> None:
+    """A numpyro fit in a process where an earlier nutpie-JAX fit turned on JAX x64 (as
+    happens in one Python session) must not die on mixed float32/float64 NUTS state."""
+    import jax
+
+    data, _ = make_dataset(2, 2, 60, 2, seed=5)
+    before = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        f = bd.fit(data, "pooled", sampler="numpyro", chains=1, draws=20, tune=20, seed=1,
+                   progressbar=False, warn=False, float32=True)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert f.settings["float32"] is False
+    assert np.isfinite(f.posterior["posterior"]["mu"].values).all()
