@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     for pair, yy in zip(data.pair.values, y, strict=True):
         labels[int(pair)] = "A" if yy else "B"
     name = "new-judge"
-    true_judge = mu + a
+    # with zero-sum offsets (the default spec) mu + judge_offset is the judge's weights
+    # averaged over groups, so that is the truth to score the judge level against
+    true_judge = w_new.mean(axis=0)
 
     result: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
