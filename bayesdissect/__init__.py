@@ -21,25 +21,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# The query functions share their modules' names (bayesdissect.effects is a function), so
-# they are imported eagerly: a lazy name would be shadowed by the submodule once imported.
-# They need numpy/pandas/xarray/scipy only, not PyMC.
+# Data and query functions are imported eagerly: several share their module's name
+# (bayesdissect.effects is a function), and a lazy name would be shadowed by the submodule
+# once it is imported. They need numpy/pandas/xarray/scipy only; PyMC stays lazy.
 from .catalogue import JUDGES, PROPERTIES, PROPERTY_NAMES
 from .clusters import clusters
 from .effects import all_effects, contrast, effects
 from .errors import BayesDissectError
+from .loaders import load, to_tidy
 from .ppc import compare_models, loo, ppc
 from .similarity import similarity, similarity_matrix
+from .simulate import load_truth, simulate
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    # data
-    "load": "loaders",
-    "to_tidy": "loaders",
-    "simulate": "simulate",
-    "load_truth": "simulate",
-    # model and fit
     "load_spec": "specs",
     "build_model": "model",
     "fit": "fitting",
@@ -51,6 +47,7 @@ _LAZY = {
 
 __all__ = [
     "BayesDissectError", "JUDGES", "PROPERTIES", "PROPERTY_NAMES",
+    "load", "to_tidy", "simulate", "load_truth",
     "all_effects", "clusters", "compare_models", "contrast", "effects", "loo", "ppc",
     "similarity", "similarity_matrix", *_LAZY,
 ]
