@@ -9,9 +9,9 @@ with it included.
 Two paths:
 
 ``method="exact"``
-    Refit the whole model on the data with the new judge's labels added, warm-started from
-    ``fit`` (initial values at its posterior means, where ``bayesdissect.fit`` accepts them).
-    This is the full joint posterior; it costs one full fit.
+    Refit the whole model on the data with the new judge's labels added, with FIT's sampler
+    settings (a cold start: ``bayesdissect.fit`` takes no initial values yet). This is the
+    full joint posterior; it costs one full fit.
 
 ``method="fast"`` (default)
     Fit only the new judge's own parameters (``judge_offset``, ``cell_offset`` and ``bias``
@@ -773,51 +773,12 @@ def _fit_kwargs(fit: Any, chains: int | None, draws: int | None, tune: int | Non
     return kw
 
 
-_INITVALS_ARG = "initvals"
-
-
-def _accepts(arg: str) -> bool:
-    """True when ``bayesdissect.fit`` takes keyword ``arg`` (e.g. initial values)."""
-    import inspect
-
-    from . import fitting
-
-    return arg in inspect.signature(fitting.fit).parameters
-
-
 def _call_fit(data: xr.Dataset, fit: Any, kwargs: dict) -> Any:
-    """``bayesdissect.fit`` with only the keyword arguments it accepts."""
-    import inspect
-
+    """``bayesdissect.fit`` of FIT's spec on ``data`` with the given (non-None) settings."""
     from . import fitting
 
-    params = inspect.signature(fitting.fit).parameters
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    use = {k: v for k, v in kwargs.items() if v is not None and (accepts_any or k in params)}
-    return fitting.fit(data, model=fit.spec, **use)
-
-
-def _initvals(fit: Any) -> dict[str, np.ndarray]:
-    """Posterior means of a fit's variables, as warm-start values for a refit.
-
-    Besides the saved terms it gives the builder's internal free variables: ``z_<level>``
-    (offset / sigma, for non-centred levels) and ``w_free`` (the full cell weight, for a
-    centred cell level), so a refit can start every free variable near the typical set."""
-    post = _posterior_dataset(fit)
-    means = {str(v): post[v].mean(("chain", "draw")) for v in post.data_vars}
-    out = {k: v.values for k, v in means.items()}
-    for level, term in (("judge", "judge_offset"), ("group", "group_offset"),
-                        ("cell", "cell_offset")):
-        sig = f"sigma_{level}"
-        if term in post and sig in post:
-            out[f"z_{level}"] = (post[term] / post[sig]).mean(("chain", "draw")).transpose(
-                *post[term].dims[2:]).values
-    if "cell_offset" in post:
-        from .weights import cell_weights
-
-        w = cell_weights(post).mean(("chain", "draw"))
-        out["w_free"] = w.transpose("judge", "group", "property").values
-    return out
+    return fitting.fit(data, model=fit.spec, **{k: v for k, v in kwargs.items()
+                                                if v is not None})
 
 
 def add_judge(
@@ -847,8 +808,7 @@ def add_judge(
     do not update the population or the other judges, and (2) a Gaussian conditional. For
     the ``paper`` spec it fits only the new judge's cells with NUTS, which is exact there.
     ``method="exact"``: refit everything on the extended data with FIT's sampler settings
-    (``chains``/``draws``/``tune`` override), warm-started at FIT's posterior means when the
-    fitting function accepts initial values.
+    (``chains``/``draws``/``tune`` override), from a cold start.
     Errors in the labels or the name raise ``BayesDissectError`` (one line).
     """
     if method not in METHODS:
@@ -865,18 +825,9 @@ def add_judge(
     if method == "exact":
         kw = _fit_kwargs(fit, chains, draws, tune)
         kw.update(seed=seed, progressbar=progressbar)
-        warm = _accepts(_INITVALS_ARG)
-        if warm:
-            # start at the fast path's posterior means: FIT's for the fitted judges, and the
-            # new judge's own conditional posterior for it (seconds, next to a full fit)
-            as_dict = {int(p): ("A" if v == 1.0 else "B")
-                       for p, v in y_new.to_series().dropna().items()}
-            start = add_judge(fit, as_dict, name, seed=seed) \
-                if "w_cell" not in _posterior_dataset(fit) else None
-            kw[_INITVALS_ARG] = _initvals(start if start is not None else fit)
         new_fit = _call_fit(data2, fit, kw)
         diag = dict(getattr(new_fit, "diagnostics", {}) or {})
-        diag["add_judge"] = {"method": "exact", "judge": name, "warm_start": warm,
+        diag["add_judge"] = {"method": "exact", "judge": name, "warm_start": False,
                              "labelled_pairs": int(np.isfinite(y_new.values).sum()),
                              "seconds": time.perf_counter() - t0}
         return _make_fit(new_fit, new_fit.data, new_fit.posterior, diag)
