@@ -149,14 +149,19 @@ def _choice(value: Any, options: tuple[str, ...], where: str) -> str:
     return str(value)
 
 
+def _check_keys(table: dict, allowed: set[str] | frozenset[str], where: str) -> None:
+    """One clear line for keys a spec table does not know (typos would be ignored)."""
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise BayesDissectError(f"{where}: unknown key(s) {unknown}; expected some of "
+                                f"{sorted(allowed)}")
+
+
 def _parse_level(name: str, raw: Any, where: str) -> Level | None:
     where = f"{where}, levels.{name}"
     if not isinstance(raw, dict):
         raise BayesDissectError(f"{where}: expected a table, got {raw!r}")
-    unknown = sorted(set(raw) - _LEVEL_KEYS)
-    if unknown:
-        raise BayesDissectError(f"{where}: unknown key(s) {unknown}; expected some of "
-                                f"{sorted(_LEVEL_KEYS)}")
+    _check_keys(raw, _LEVEL_KEYS, where)
     on = raw.get("on", True)
     if not isinstance(on, bool):
         raise BayesDissectError(f"{where}.on: expected true or false, got {on!r}")
@@ -224,10 +229,7 @@ def parse_spec(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     s_raw = raw.get("sampler", {})
     if not isinstance(s_raw, dict):
         raise BayesDissectError(f"{where}: 'sampler' must be a table")
-    unknown = sorted(set(s_raw) - _SAMPLER_KEYS)
-    if unknown:
-        raise BayesDissectError(f"{where}, sampler: unknown key(s) {unknown}; expected some of "
-                                f"{sorted(_SAMPLER_KEYS)}")
+    _check_keys(s_raw, _SAMPLER_KEYS, f"{where}, sampler")
     skw: dict[str, Any] = {}
     if "name" in s_raw:
         skw["name"] = _choice(s_raw["name"], SAMPLERS, f"{where}, sampler.name")
