@@ -189,3 +189,121 @@ def test_jax_sampler_after_x64_was_switched_on() -> None:
         jax.config.update("jax_enable_x64", before)
     assert f.settings["float32"] is False
     assert np.isfinite(f.posterior["posterior"]["mu"].values).all()
+
+
+@pytest.mark.parametrize("param", ["radial", "noncentered"])
+def test_parameterizations_leave_the_prior_exact(param: str) -> None:
+    """With every feature 0 the labels say nothing about the weights, so the posterior of
+    sigma_* and the offsets is the prior: sigma ~ HalfNormal(s) (mean s * sqrt(2 / pi)) and
+    ZeroSumNormal(sigma) offsets (E[offset^2] = s^2 * prod(1 - 1 / n_axis)). A wrong
+    Jacobian in a parameterization (e.g. radial's size/direction split) moves these."""
+    import arviz_stats as azs
+
+    data, _ = make_dataset(6, 4, 200, 2, seed=5, x_values=(0.0,), x_probs=(1.0,))
+    spec = load_spec("hierarchical")
+    for lv in ("judge", "group", "cell"):
+        spec = spec.replace_level(lv, parameterization=param)
+    fit = bd.fit(data, spec, chains=4, draws=1000, tune=500, seed=11, backend="jax",
+                 progressbar=False, warn=False)
+    assert fit.diagnostics["divergences"] == 0
+    post = fit.draws
+    shrink = {"judge": 1 - 1 / 6, "group": 1 - 1 / 4, "cell": (1 - 1 / 6) * (1 - 1 / 4)}
+    for lv, factor in shrink.items():
+        s = spec.levels[lv].sigma_scale
+        off = post[f"{lv}_offset"]
+        sq = (off**2).mean([d for d in off.dims if d not in ("chain", "draw", "property")])
+        for name, q, expected in ((f"sigma_{lv}", post[f"sigma_{lv}"], s * np.sqrt(2 / np.pi)),
+                                  (f"{lv}_offset^2", sq, s**2 * factor)):
+            ess = azs.ess(q.to_dataset(name="q"), method="mean")["q"].values
+            se = q.std(("chain", "draw")).values / np.sqrt(ess)
+            z = (q.mean(("chain", "draw")).values - expected) / se
+            assert np.all(np.abs(z) < 4.5), (param, name, z)
+
+
+# ----------------------------------------------------------------------------- warm start
+
+@pytest.fixture(scope="module")
+def warm_source():
+    """A small default-spec fit on 3 of 4 judges (the 4th is 'new' to it)."""
+    data, _ = make_dataset(4, 2, 120, 2, seed=3)
+    fit = bd.fit(data.isel(judge=[0, 1, 2]), "hierarchical", draws=40, tune=60, seed=1,
+                 **FAST)
+    return data, fit
+
+
+def _values_at(model, point: dict) -> dict[str, np.ndarray]:
+    """Every named variable of ``model`` at ``point`` through PyMC's own transforms (so a
+    z that is not zero-sum, or a wrong value, shows up in the deterministics)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    ip = make_initial_point_fn(model=model, overrides=point, jitter_rvs=set())(0)
+    names = [v.name for v in model.free_RVs + model.deterministics]
+    outs = model.replace_rvs_by_values(model.free_RVs + model.deterministics)
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore",
+                          point_fn=False, mode="FAST_COMPILE")
+    return dict(zip(names, fn(*[ip[v.name] for v in model.value_vars]), strict=True))
+
+
+@pytest.mark.parametrize(("parameterization", "zero_sum"), [
+    (None, True), ("centered", True), ("auto", True), ("centered", False)])
+def test_initial_point_from_reproduces_posterior_means(warm_source, parameterization,
+                                                       zero_sum: bool) -> None:
+    """Mapped onto a model on reordered judges plus a new one, the start's contract
+    variables equal FIT's posterior means by label (new judge: offsets and bias 0), for the
+    default (non-centred), centred and partially centred levels alike, and for centred
+    levels without zero-sum constraints (there offset = z - loc: an affine map)."""
+    from bayesdissect.fitting import initial_point_from
+    from bayesdissect.model import build_model
+
+    data, fit = warm_source
+    spec = load_spec("hierarchical")
+    for level in ("judge", "group", "cell"):
+        spec = spec.replace_level(level, parameterization=parameterization or "noncentered",
+                                  zero_sum=zero_sum)
+    new = str(data.judge.values[3])
+    order = [new, *[str(j) for j in fit.data.judge.values[::-1]]]  # new first, reversed
+    model = build_model(spec, data.sel(judge=order), likelihood="potential")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every free variable must be set from FIT
+        point = initial_point_from(model, fit)
+    got = _values_at(model, point)
+    means = fit.draws.mean(("chain", "draw"))
+    for name in means.data_vars:
+        dims = means[name].dims
+        expect = means[name].reindex({d: list(model.coords[d]) for d in dims})
+        expect = expect.fillna(0.0).values
+        assert np.allclose(got[name], expect, rtol=0, atol=1e-6), name
+    for name in ("judge_offset", "cell_offset", "bias"):
+        new_rows = means[name].reindex(judge=[new]).isnull().all()
+        assert bool(new_rows) and np.allclose(got[name][0], 0.0, rtol=0, atol=1e-6), name
+    # the helper values follow the parameterization (hand-derived for the pure cases)
+    z = point["z_judge"].T if zero_sum else point["z_judge"]  # ZeroSumNormal: property first
+    offset = got["judge_offset"]  # (judge, property)
+    if parameterization == "centered":  # z is the judge's weight mu + offset, or the offset
+        assert np.allclose(z, offset + (0.0 if zero_sum else got["mu"]))
+    elif parameterization is None:  # non-centred: z = offset / sigma
+        assert np.allclose(z, offset / got["sigma_judge"])
+
+
+def test_warm_started_fit_records_it(warm_source) -> None:
+    data, fit = warm_source
+    assert fit.settings["warm_start"] is False
+    warm = bd.fit(data, "hierarchical", draws=20, tune=40, seed=2, initvals=fit, **FAST)
+    assert warm.settings["warm_start"] is True
+    assert list(warm.draws.judge.values) == [str(j) for j in data.judge.values]
+    assert np.isfinite(warm.draws["cell_offset"].values).all()
+
+
+@pytest.mark.parametrize(("values", "needle"), [
+    ({"nope": np.zeros(2)}, "unknown variable.*'nope'"),
+    ({"z_judge": np.zeros((2, 2))}, "unknown variable.*'z_judge'"),
+    ({"mu": np.zeros(3)}, r"'mu' has shape \(3,\); expected \(2,\)"),
+    ({"judge_offset": xr.DataArray(np.zeros(2), dims=["judge"])}, "'judge_offset' has dims"),
+    ("no/such/fit.nc", "not found"),
+])
+def test_bad_initvals_raise_naming_the_problem(values, needle: str) -> None:
+    data, _ = make_dataset(2, 2, 30, 2, seed=1)
+    with pytest.raises(BayesDissectError, match=needle) as err:
+        bd.fit(data, "hierarchical", draws=5, tune=5, seed=1, initvals=values, **FAST)
+    assert "\n" not in str(err.value)
+
