@@ -307,3 +307,27 @@ def test_bad_initvals_raise_naming_the_problem(values, needle: str) -> None:
         bd.fit(data, "hierarchical", draws=5, tune=5, seed=1, initvals=values, **FAST)
     assert "\n" not in str(err.value)
 
+
+def test_cli_fit_init(warm_source, tmp_path, capsys) -> None:
+    """``fit --init PREVIOUS_FIT`` warm-starts from a saved fit; a bad path is one line,
+    exit 2, before the data are read, and writes nothing."""
+    from bayesdissect import cli
+    from bayesdissect.loaders import to_tidy
+
+    data, fit = warm_source
+    prev = fit.save(tmp_path / "prev.nc")
+    table = tmp_path / "data.csv"
+    to_tidy(data).to_csv(table, index=False)
+    out = tmp_path / "warm.nc"
+    rc = cli.main(["fit", str(table), "--out", str(out), "--chains", "2", "--draws", "20",
+                   "--tune", "40", "--seed", "3", "--backend", "jax", "--init", str(prev),
+                   "--quiet"])
+    assert rc == 0 and bd.load_fit(out).settings["warm_start"] is True
+    assert "--init" not in capsys.readouterr().err  # every label matched: no warning
+    for bad in (tmp_path / "missing.nc", table):
+        rc = cli.main(["fit", "no-such-data.csv", "--out", str(tmp_path / "x.nc"),
+                       "--init", str(bad)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert err.startswith("bayesdissect fit: error: --init: fit file"), err
+        assert not (tmp_path / "x.nc").exists()

@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", default=None, metavar="G1,G2,...", help="fit only these groups")
     p.add_argument("--subset", default=None, metavar="CASE",
                    help="fit only the pairs of one case (e.g. w_stances), as one group")
+    p.add_argument("--init", default=None, metavar="PREVIOUS_FIT",
+                   help="warm start: begin every chain at this saved fit's posterior means "
+                   "(judges, groups, properties matched by name; new ones start at 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_fit)
 
@@ -75,10 +78,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..fitting import fit
+    from ..fitting import fit, load_fit
     from ..specs import load_spec
 
     load_spec(args.model)  # a bad model name fails before the data are read
+    init = None
+    if args.init is not None:  # a bad --init fails before the data are read, too
+        try:
+            init = load_fit(args.init)
+        except BayesDissectError as exc:
+            raise BayesDissectError(f"--init: {exc}") from None
     chains = _int_arg(args.chains, "--chains", 1)
     draws = _int_arg(args.draws, "--draws", 1)
     tune = _int_arg(args.tune, "--tune", 0)
@@ -97,15 +106,22 @@ def _fit(args: argparse.Namespace) -> int:
         _check_sampler(args.sampler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fit(args.data, model=args.model, sampler=args.sampler, chains=chains,
-                     draws=draws, tune=tune, seed=seed, target_accept=target_accept,
-                     judges=args.judges, groups=args.groups,
-                     subset=args.subset, progressbar=not args.quiet and sys.stderr.isatty(),
-                     backend=args.backend)
+        try:
+            result = fit(args.data, model=args.model, sampler=args.sampler, chains=chains,
+                         draws=draws, tune=tune, seed=seed, target_accept=target_accept,
+                         judges=args.judges, groups=args.groups, subset=args.subset,
+                         progressbar=not args.quiet and sys.stderr.isatty(),
+                         backend=args.backend, initvals=init)
+        except BayesDissectError as exc:
+            if str(exc).startswith("initvals:"):  # the library's name for --init
+                raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None
+            raise
     result.save(args.out)
     for w in caught:
-        if issubclass(w.category, UserWarning) and "converged" in str(w.message):
-            print(f"warning: {w.message}", file=sys.stderr)
+        message = str(w.message)
+        if issubclass(w.category, UserWarning) and ("converged" in message
+                                                    or message.startswith("initvals:")):
+            print(f"warning: {message.replace('initvals:', '--init:', 1)}", file=sys.stderr)
     if not args.quiet:
         d = result.diagnostics
         print(f"wrote {args.out}: {result.spec.name}, {d['chains']} chains x {d['draws']} draws, "
