@@ -344,6 +344,10 @@ def test_fast_agrees_with_exact(real_fits):
     base, fast, exact, held, _ = real_fits
     assert list(exact.draws.judge.values)[-1] == held
     assert exact.diagnostics["add_judge"]["method"] == "exact"
+    # the exact refit is warm-started from BASE's posterior means (tune as passed)
+    assert exact.diagnostics["add_judge"]["warm_start"] is True
+    assert exact.settings["warm_start"] is True and base.settings["warm_start"] is False
+    assert exact.settings["tune"] == 300
     assert exact.data.sizes["judge"] == base.data.sizes["judge"] + 1
     for level in ("cell", "judge"):
         if level == "cell":
