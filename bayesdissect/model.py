@@ -25,6 +25,10 @@ from .specs import Level, ModelSpec, load_spec
 #: Posterior variable of each level's term (the posterior contract).
 TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
               "cell": "cell_offset", "w_cell": "w_cell", "bias": "bias"}
+#: Smallest offset dimension per property sampled "radial"; below it the norm of the
+#: direction helper is often near 0 (chi(n) for small n), where the direction turns fast
+#: and NUTS diverges, so smaller levels fall back to non-centered.
+RADIAL_MIN_DIM = 8
 #: Prefix of sampled helper variables that are not part of the saved posterior.
 INTERNAL_PREFIXES = ("z_",)
 
@@ -151,6 +155,10 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
     if not level.hierarchical:
         value = _prior(term, level.prior, 0.0, level.scale, level.nu, dims)
         return value, value if loc is None else loc + value
+    axes = tuple(zero_sum_axes) if level.zero_sum else ()
+    if (level.parameterization == "radial" and level.sigma_per_property
+            and _radial_dim(dims, axes) >= RADIAL_MIN_DIM):
+        return _radial_offset(level, term, dims, axes, loc)
     sdims = ("property",) if level.sigma_per_property else None
     sigma = _sigma(f"sigma_{level.name}", level, sdims)
     if level.zero_sum and zero_sum_axes:
@@ -159,7 +167,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
                    *zero_sum_axes)
         # partial centering with one a per property: u ~ ZSN(sigma^a), offset =
         # sigma^(1-a) u ~ ZSN(sigma) (a = 0 non-centered, 1 centered)
-        a = {"centered": 1.0, "noncentered": 0.0}.get(level.parameterization)
+        a = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0}.get(level.parameterization)
         if a is None:
             a = np.zeros(1) if centering is None else np.median(
                 centering.reshape(-1, centering.shape[-1]), axis=0)
@@ -178,7 +186,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         value = (rest * z).transpose(*[zs_dims.index(d) for d in dims])
         offset = pm.Deterministic(term, value, dims=dims)
         return offset, offset if loc is None else loc + offset
-    a = {"centered": 1.0, "noncentered": 0.0}.get(level.parameterization, centering)
+    a = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0}.get(level.parameterization, centering)
     if a is None:
         a = 0.0
     loc0 = 0.0 if loc is None else loc
@@ -191,6 +199,75 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         weight = loc0 + sigma ** (1.0 - a) * (u - a * loc0)
     offset = pm.Deterministic(term, weight - loc0 if loc is not None else weight, dims=dims)
     return offset, weight
+
+
+def _radial_dim(dims: tuple[str, ...], axes: tuple[str, ...]) -> int:
+    """Dimension of one property's offsets: the zero-sum subspace when ``axes`` are summed."""
+    import pymc as pm
+
+    coords = pm.modelcontext(None).coords
+    return int(np.prod([len(coords[d]) - (d in axes) for d in dims if d != "property"]))
+
+
+def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN202
+                   axes: tuple[str, ...], loc):  # noqa: ANN001
+    """Offsets as size x direction: offset[k] = exp(psi[k]) * y[k] / ||y[k]||.
+
+    ``y ~ ZeroSumNormal(1)`` over ``axes`` (Normal(1) without them) gives a uniform
+    direction in the n-dimensional space of one property's offsets; their norm is
+    ``sigma * r`` with ``r ~ chi(n)``, sampled as ``psi = log(sigma * r)`` and
+    ``l = log r`` (so ``log sigma = psi - l``). This is exactly ``offset ~
+    ZeroSumNormal(sigma)`` (or Normal), but where the data are informative they pin psi,
+    the size of the offsets, directly, and sigma follows from psi and the prior-pinned r
+    instead of having to move with hundreds of non-centered offsets at once (the slow
+    mixing of sigma_* in benchmarks/RESULTS.md). ``n < RADIAL_MIN_DIM`` falls back to
+    non-centered offsets (the direction of a 1-d offset is a sign).
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    zs_dims = ("property", *[d for d in dims if d != "property" and d not in axes], *axes)
+    if axes:
+        y = pm.ZeroSumNormal(f"z_{level.name}", sigma=1.0, dims=zs_dims,
+                             n_zerosum_axes=len(axes))
+    else:
+        y = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims=zs_dims)
+    n = _radial_dim(dims, axes)
+    n_k = len(pm.modelcontext(None).coords["property"])
+    # centred and scaled so that 0 is a typical point (r ~ sqrt(n), sigma ~ sigma_scale)
+    l0 = 0.5 * np.log(n - 0.5)
+    psi0 = np.log(level.sigma_scale) + l0
+    step = 0.1  # sd of log r is ~ 1 / sqrt(2 n): give its helper a unit-ish scale
+    ell = l0 + step * pm.Flat(f"z_{level.name}_lognorm", dims="property")
+    psi = psi0 + pm.Flat(f"z_{level.name}_logsize", dims="property")
+    log_sigma = psi - ell
+    sigma = pm.Deterministic(f"sigma_{level.name}", pt.exp(log_sigma), dims="property")
+    # p(psi, l) = p_sigma(sigma) * sigma * p_r(r) * r, and p_r(r) r = r^n exp(-r^2/2) (chi_n)
+    logp = (pm.logp(_sigma_dist(level), sigma) + log_sigma
+            + n * ell - 0.5 * pt.exp(2.0 * ell))
+    pm.Potential(f"z_{level.name}_prior", pt.sum(logp) + n_k * np.log(step))
+    model = pm.modelcontext(None)
+    if not hasattr(model, "_bd_radial"):
+        model._bd_radial = {}  # noqa: SLF001
+    # how to map (offset, sigma) back onto the sampled helpers (fitting's warm start)
+    model._bd_radial[level.name] = {"term": term, "zs_dims": zs_dims, "n": n, "l0": l0,  # noqa: SLF001
+                                    "psi0": psi0, "step": step}
+    norm = pt.sqrt(pt.sum(y**2, axis=tuple(range(1, len(zs_dims))), keepdims=True))
+    size = pt.exp(psi).reshape((-1, *(1,) * (len(zs_dims) - 1)))
+    value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
+    offset = pm.Deterministic(term, value, dims=dims)
+    return offset, offset if loc is None else loc + offset
+
+
+def _sigma_dist(level: Level):  # noqa: ANN202
+    import pymc as pm
+
+    s = level.sigma_scale
+    return {"halfnormal": lambda: pm.HalfNormal.dist(sigma=s),
+            "exponential": lambda: pm.Exponential.dist(scale=s),
+            "halfcauchy": lambda: pm.HalfCauchy.dist(beta=s),
+            "halfstudent_t": lambda: pm.HalfStudentT.dist(nu=level.nu, sigma=s)}[
+        level.sigma_prior]()
 
 
 def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:

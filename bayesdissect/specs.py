@@ -18,8 +18,11 @@ Levels (each optional; at least one weight level must be on):
   offsets minus their mean. This removes the ridges of the additive decomposition
   (mu + c, offsets - c) that the data cannot see, and makes mu the average over judges and
   groups and mu + judge the judge's weights averaged over groups, exactly. Otherwise
-  ``scale``; ``parameterization`` is ``"auto"`` (partial centering chosen per element
-  from how much data informs it), ``"noncentered"`` or ``"centered"``.
+  ``scale``; ``parameterization`` is ``"radial"`` (each property's offsets as a size
+  times a direction, the size sampled on the log scale: the per-property sigma mixes
+  fast whether the data are informative or not; the default spec's choice),
+  ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
+  from how much data informs it). All are the same model.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ HIERARCHICAL_LEVELS = ("judge", "group", "cell")
 WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
-PARAMETERIZATIONS = ("auto", "noncentered", "centered")
+PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",

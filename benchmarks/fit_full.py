@@ -77,9 +77,9 @@ def main() -> int:
     ap.add_argument("--sampler", default=None)
     ap.add_argument("--backend", default=None, choices=["numba", "jax"])
     ap.add_argument("--adaptation", default=None, choices=["diag", "draw_diag", "low_rank"])
-    ap.add_argument("--param", default=None, choices=["centered", "noncentered"],
+    ap.add_argument("--param", default=None, choices=["centered", "noncentered", "radial"],
                     help="override the parameterization of every hierarchical level")
-    ap.add_argument("--cell-param", default=None, choices=["centered", "noncentered"])
+    ap.add_argument("--cell-param", default=None, choices=["centered", "noncentered", "radial"])
     ap.add_argument("--float32", default=None, choices=["on", "off"])
     ap.add_argument("--likelihood", default="potential", choices=["potential", "observed"])
     ap.add_argument("--chains", type=int, default=None)
@@ -91,6 +91,7 @@ def main() -> int:
                     help="gradient evaluations for the one-core gradient timing (0: skip)")
     ap.add_argument("--json", default=None, help="append the result line to this file")
     ap.add_argument("--label", default="")
+    ap.add_argument("--save", default=None, help="also save the fit here (after timing)")
     args = ap.parse_args()
 
     import bayesdissect as bd
@@ -119,6 +120,8 @@ def main() -> int:
                    float32=None if args.float32 is None else args.float32 == "on",
                    likelihood=args.likelihood)
     d = f.diagnostics
+    if args.save:
+        f.save(args.save)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {
         "label": args.label,
