@@ -4,7 +4,8 @@ Adds a new judge's labels to a saved fit and writes a new fit that answers effec
 contrasts, similarity and clusters with the judge included. LABELS is a JSON list of
 "A"/"B" per pair in source row order (the paper's format), a JSON object {pair: label}, or
 a CSV with ``pair`` and ``label`` columns. The default fast path fits only the new judge
-given FIT's population posterior; ``--exact`` refits everything (as slow as a full fit).
+given FIT's population posterior; ``--exact`` refits everything, warm-started at FIT's
+posterior means (about one full fit: 500 s vs 576 s at full size).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FIT2",
                    help="where to write the new fit (written atomically)")
     p.add_argument("--exact", action="store_true",
-                   help="refit everything with the new judge (as slow as a full fit)")
+                   help="refit everything with the new judge, warm-started at FIT "
+                   "(about one full fit)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--chains", type=int, default=None,
                    help="exact path / paper spec: chains (default: FIT's)")
