@@ -65,22 +65,15 @@ def compute_diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset,
                         timings: dict[str, float] | None = None,
                         warmup_stats: xr.Dataset | None = None) -> dict[str, Any]:
     """Diagnostics of one fit as a JSON-able dict (see module docstring for the keys)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import arviz_stats
 
     post = posterior[[v for v in posterior.data_vars]]
-    # the three statistics are independent and spend their time in numpy / scipy code that
-    # releases the GIL (sorting, FFTs): threads overlap them on a multi-core machine
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        if post.sizes.get("chain", 1) >= 2 and post.sizes.get("draw", 0) >= 4:
-            rhat_job = pool.submit(arviz_stats.rhat, post)
-        else:
-            rhat_job = None
-        bulk_job = pool.submit(arviz_stats.ess, post, method="bulk")
-        tail_job = pool.submit(arviz_stats.ess, post, method="tail")
-        rhat = rhat_job.result() if rhat_job else post.isel(chain=0, draw=0) * np.nan
-        ess_bulk, ess_tail = bulk_job.result(), tail_job.result()
+    if post.sizes.get("chain", 1) >= 2 and post.sizes.get("draw", 0) >= 4:
+        rhat = arviz_stats.rhat(post)
+    else:
+        rhat = post.isel(chain=0, draw=0) * np.nan
+    ess_bulk = arviz_stats.ess(post, method="bulk")
+    ess_tail = arviz_stats.ess(post, method="tail")
     worst_rhat = _worst(rhat, largest=True)
     worst_bulk = _worst(ess_bulk, largest=False)
     worst_tail = _worst(ess_tail, largest=False)
