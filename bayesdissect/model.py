@@ -119,19 +119,28 @@ def _prior(name: str, family: str, loc, scale, nu: float, dims):  # noqa: ANN001
     raise BayesDissectError(f"unknown prior family {family!r}")  # specs.py validates first
 
 
-def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
+def _sigma_family(level: Level):  # noqa: ANN202
+    """(PyMC distribution class, its parameters) of a level's sigma prior."""
     import pymc as pm
 
     s = level.sigma_scale
-    if level.sigma_prior == "halfnormal":
-        return pm.HalfNormal(name, sigma=s, dims=dims)
-    if level.sigma_prior == "exponential":
-        return pm.Exponential(name, scale=s, dims=dims)
-    if level.sigma_prior == "halfcauchy":
-        return pm.HalfCauchy(name, beta=s, dims=dims)
-    if level.sigma_prior == "halfstudent_t":
-        return pm.HalfStudentT(name, nu=level.nu, sigma=s, dims=dims)
-    raise BayesDissectError(f"unknown sigma prior {level.sigma_prior!r}")
+    families = {"halfnormal": (pm.HalfNormal, {"sigma": s}),
+                "exponential": (pm.Exponential, {"scale": s}),
+                "halfcauchy": (pm.HalfCauchy, {"beta": s}),
+                "halfstudent_t": (pm.HalfStudentT, {"nu": level.nu, "sigma": s})}
+    if level.sigma_prior not in families:  # specs.py validates first
+        raise BayesDissectError(f"unknown sigma prior {level.sigma_prior!r}")
+    return families[level.sigma_prior]
+
+
+def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
+    cls, kw = _sigma_family(level)
+    return cls(name, **kw, dims=dims)
+
+
+def _zs_dims(dims: tuple[str, ...], axes: tuple[str, ...]) -> tuple[str, ...]:
+    """``dims`` with property first and the zero-sum ``axes`` last, as ZeroSumNormal wants."""
+    return ("property", *[d for d in dims if d != "property" and d not in axes], *axes)
 
 
 def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
@@ -156,15 +165,14 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         value = _prior(term, level.prior, 0.0, level.scale, level.nu, dims)
         return value, value if loc is None else loc + value
     axes = tuple(zero_sum_axes) if level.zero_sum else ()
-    if (level.parameterization == "radial" and level.sigma_per_property
-            and _radial_dim(dims, axes) >= RADIAL_MIN_DIM):
-        return _radial_offset(level, term, dims, axes, loc)
+    if level.parameterization == "radial" and level.sigma_per_property:
+        n = _radial_dim(dims, axes)
+        if n >= RADIAL_MIN_DIM:
+            return _radial_offset(level, term, dims, axes, n, loc)
     sdims = ("property",) if level.sigma_per_property else None
     sigma = _sigma(f"sigma_{level.name}", level, sdims)
     if level.zero_sum and zero_sum_axes:
-        # property first, the summed-over axes (judge / group) last, as ZeroSumNormal wants
-        zs_dims = ("property", *[d for d in dims if d != "property" and d not in zero_sum_axes],
-                   *zero_sum_axes)
+        zs_dims = _zs_dims(dims, zero_sum_axes)
         # partial centering with one a per property: u ~ ZSN(sigma^a), offset =
         # sigma^(1-a) u ~ ZSN(sigma) (a = 0 non-centered, 1 centered)
         a = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0}.get(level.parameterization)
@@ -210,7 +218,7 @@ def _radial_dim(dims: tuple[str, ...], axes: tuple[str, ...]) -> int:
 
 
 def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN202
-                   axes: tuple[str, ...], loc):  # noqa: ANN001
+                   axes: tuple[str, ...], n: int, loc):  # noqa: ANN001
     """Offsets as size x direction: offset[k] = exp(psi[k]) * y[k] / ||y[k]||.
 
     ``y ~ ZeroSumNormal(1)`` over ``axes`` (Normal(1) without them) gives a uniform
@@ -226,14 +234,14 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     import pymc as pm
     import pytensor.tensor as pt
 
-    zs_dims = ("property", *[d for d in dims if d != "property" and d not in axes], *axes)
+    model = pm.modelcontext(None)
+    zs_dims = _zs_dims(dims, axes)
     if axes:
         y = pm.ZeroSumNormal(f"z_{level.name}", sigma=1.0, dims=zs_dims,
                              n_zerosum_axes=len(axes))
     else:
         y = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims=zs_dims)
-    n = _radial_dim(dims, axes)
-    n_k = len(pm.modelcontext(None).coords["property"])
+    n_k = len(model.coords["property"])
     # centred and scaled so that 0 is a typical point (r ~ sqrt(n), sigma ~ sigma_scale)
     l0 = 0.5 * np.log(n - 0.5)
     psi0 = np.log(level.sigma_scale) + l0
@@ -243,10 +251,10 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     log_sigma = psi - ell
     sigma = pm.Deterministic(f"sigma_{level.name}", pt.exp(log_sigma), dims="property")
     # p(psi, l) = p_sigma(sigma) * sigma * p_r(r) * r, and p_r(r) r = r^n exp(-r^2/2) (chi_n)
-    logp = (pm.logp(_sigma_dist(level), sigma) + log_sigma
+    cls, kw = _sigma_family(level)
+    logp = (pm.logp(cls.dist(**kw), sigma) + log_sigma
             + n * ell - 0.5 * pt.exp(2.0 * ell))
     pm.Potential(f"z_{level.name}_prior", pt.sum(logp) + n_k * np.log(step))
-    model = pm.modelcontext(None)
     if not hasattr(model, "_bd_radial"):
         model._bd_radial = {}  # noqa: SLF001
     # how to map (offset, sigma) back onto the sampled helpers (fitting's warm start)
@@ -257,17 +265,6 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
     offset = pm.Deterministic(term, value, dims=dims)
     return offset, offset if loc is None else loc + offset
-
-
-def _sigma_dist(level: Level):  # noqa: ANN202
-    import pymc as pm
-
-    s = level.sigma_scale
-    return {"halfnormal": lambda: pm.HalfNormal.dist(sigma=s),
-            "exponential": lambda: pm.Exponential.dist(scale=s),
-            "halfcauchy": lambda: pm.HalfCauchy.dist(beta=s),
-            "halfstudent_t": lambda: pm.HalfStudentT.dist(nu=level.nu, sigma=s)}[
-        level.sigma_prior]()
 
 
 def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:
