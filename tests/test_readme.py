@@ -57,8 +57,10 @@ def commands(code: str) -> list[str]:
 
 
 def ci_commands() -> list[str]:
-    return [ln.strip() for ln in CI.read_text().splitlines()
-            if ln.strip().startswith("python3 ")]
+    """The python3 commands .ci/run runs inside its fresh virtual environment."""
+    lines = [ln.strip() for ln in CI.read_text().splitlines()]
+    start = lines.index(". .ci-venv/bin/activate")
+    return [ln for ln in lines[start + 1:] if ln.startswith("python3 ")]
 
 
 def quick_fit(data: Any, model: Any = "hierarchical", sampler: str | None = None,
@@ -112,6 +114,15 @@ def test_install_and_test_commands_match_ci():
              if c.startswith("python3 ")]
     assert shown == ci_commands(), "README's install/test commands must be .ci/run's"
     assert shown == ['python3 -m pip install -e ".[dev]"', "python3 -m pytest -q"]
+
+
+def test_ci_runs_in_a_fresh_virtual_environment():
+    """A package installed by hand on the machine must not hide a missing dependency: CI
+    makes a new venv inside the clone, activates it, and checks imports with deptry."""
+    lines = [ln.strip() for ln in CI.read_text().splitlines()]
+    assert "rm -rf .ci-venv" in lines and "python3 -m venv .ci-venv" in lines
+    assert lines.index("python3 -m venv .ci-venv") < lines.index(". .ci-venv/bin/activate")
+    assert "deptry bayesdissect" in lines
 
 
 def test_readme_has_the_promised_parts():
