@@ -1,5 +1,5 @@
 """One small real fit (hierarchical) and its misspecified rival (pooled) of simulated data
-with known truth, shared by every query test module in the session (fitting once: the
+with known truth, shared by every query test module in the test run (fitting once: the
 cache is process-wide, not per module), saved to files for the CLI tests.
 
 The data: 5 judges, 3 groups, 5 properties, 400 pairs, drawn from the hierarchical model

@@ -176,7 +176,7 @@ def test_bad_fit_arguments_raise_one_line(kwargs: dict, needle: str) -> None:
 
 def test_jax_sampler_after_x64_was_switched_on() -> None:
     """A numpyro fit in a process where an earlier nutpie-JAX fit turned on JAX x64 (as
-    happens in one Python session) must not die on mixed float32/float64 NUTS state."""
+    happens in one Python process) must not die on mixed float32/float64 NUTS state."""
     import jax
 
     data, _ = make_dataset(2, 2, 60, 2, seed=5)
