@@ -11,8 +11,39 @@ hierarchical model of model.md §3:
     P(judge j prefers response 1 on pair i) = sigmoid(bias[j] + x[i] . w[j, g(i)])
 
 The returned ``Simulation`` carries the rows, the truth (``w``, ``mu``, offsets, ``bias``,
-sigmas) and ``data``: exactly what ``bayesdissect.load`` must return for the written file.
-The truth is written beside the data file as ``<out>.truth.nc``.
+sigmas, the true judge similarities) and ``data``: exactly what ``bayesdissect.load`` must
+return for the written file. The truth is written beside the data file as ``<out>.truth.nc``.
+
+Regimes (issue 14): where the true weights come from, and what each is for.
+
+* ``regime="prior"`` (the default): the truth is drawn from the model's own prior (model.md
+  §3, normal offsets). On such data any correct sampler looks calibrated by construction, so
+  it checks the code, not whether the model suits real preferences.
+* ``regime="sparse"``: a heavy-tailed, sparse truth shaped like the paper's published
+  per-(judge, scenario) weights (``PAPER_WEIGHT_SHAPE``: 23% of |w| < 0.02, 45% < 0.05, a
+  few up to ~1.7; sd ~0.08 across judges within a scenario and ~0.10 across scenarios within
+  a judge), with judges of similar size resembling each other. The model does not assume
+  this shape, so it tests calibration against truth the model was not built from. The
+  recipe (``SparseShape``), all Student-t draws with ``df`` degrees of freedom:
+
+      slab[k]     a random round(slab_share * K) of the properties matter ("slab"),
+                  the rest are near zero ("spike")
+      mu[k]       slab: mu_scale * t;  spike: spike_scale * N(0, 1)
+      d[k]        a property's deviation scale: slab: dev_scale * exp(dev_spread * N(0, 1));
+                  spike: spike_dev_scale
+      cluster[c, k] = d[k] * cluster * t    judges clustered by size (``size_clusters``)
+      own[j, k]     = d[k] * judge * t
+      group[g, k]   = d[k] * group * t
+      cell[j, g, k] = d[k] * cell * t
+      w[j, g, k]  = mu[k] + (cluster[c(j), k] + own[j, k]) + group[g, k] + cell[j, g, k]
+
+  The truth stores ``judge_offset`` = cluster + own, so w = mu + judge_offset +
+  group_offset + cell_offset holds in both regimes, and ``cluster_offset`` beside it.
+* ``pair_sd > 0`` (either regime): a latent quality of each pair that the 29 properties
+  miss, shared by every judge: logit += u[i], u[i] ~ N(0, pair_sd) (model.md §7). Left out
+  of a fit, it attenuates the weights and makes judges agree more than the model predicts.
+  Drawn from its own random stream, so the features, weights and label noise stay those of
+  the same seed without it.
 """
 
 from __future__ import annotations
@@ -20,7 +51,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,6 +68,7 @@ from .catalogue import (
     PROPERTIES,
     PROPERTY_NAMES,
     SCENARIO_SIZES,
+    judge_info,
 )
 from .errors import BayesDissectError
 
@@ -107,15 +139,17 @@ def truth_path_for(path: str | Path) -> Path:
 
 
 def load_truth(source: str | Path) -> xr.Dataset:
-    """The true weights of a simulated file (or of ``"demo"``), as an ``xarray.Dataset``."""
+    """The truth of a simulated file (or of ``"demo"``), as an ``xarray.Dataset``: weights
+    at every level, bias, pair effects (when simulated), the true judge similarities (added
+    here for files that lack them) and the regime's settings in ``attrs``."""
     if str(source) == "demo":
         from importlib import resources
 
         from .loaders import DEMO_TRUTH_FILE
         with resources.as_file(resources.files("bayesdissect.data") / DEMO_TRUTH_FILE) as p:
-            return _open_nc(Path(p), "demo")
-    return _open_nc(truth_path_for(source) if not str(source).endswith(".nc") else
-                    Path(source), str(source))
+            return _with_similarity(_open_nc(Path(p), "demo"))
+    return _with_similarity(_open_nc(truth_path_for(source) if not str(source).endswith(".nc")
+                                     else Path(source), str(source)))
 
 
 def _open_nc(path: Path, name: str) -> xr.Dataset:
@@ -208,6 +242,147 @@ def _ref_length(w1: int, w2: int) -> float:
 
 
 # ---------------------------------------------------------------------------
+# Regimes: where the true weights come from (issue 14)
+# ---------------------------------------------------------------------------
+
+REGIMES = ("prior", "sparse")
+#: The shape of the paper's published weights (dataset.md §6, issue 14), as ``weight_shape``
+#: measures it: share of |w| below 0.02 and 0.05, largest and mean |w|, mean sd across
+#: judges within a (scenario, property) and across scenarios within a (judge, property).
+PAPER_WEIGHT_SHAPE: dict[str, float] = {
+    "share_below_0.02": 0.23, "share_below_0.05": 0.45, "max_abs": 1.72, "mean_abs": 0.14,
+    "sd_across_judges": 0.08, "sd_across_groups": 0.10}
+
+
+@dataclass(frozen=True)
+class SparseShape:
+    """Settings of the ``sparse`` regime (logit scale; recipe in the module docstring).
+    The defaults give weights shaped like ``PAPER_WEIGHT_SHAPE`` at the paper's size
+    (over 40 seeds: 24% / 46% below 0.02 / 0.05, mean |w| 0.15, sd 0.082 across judges and
+    0.103 across scenarios, largest |w| 1.1-3.4)."""
+
+    slab_share: float = 0.6      # share of properties that matter
+    mu_scale: float = 0.15       # t scale of a slab property's average weight
+    spike_scale: float = 0.015   # normal sd of a spike property's average weight
+    dev_scale: float = 0.095     # typical deviation scale of a slab property
+    dev_spread: float = 0.5      # log-normal spread of that scale over slab properties
+    spike_dev_scale: float = 0.015
+    cluster: float = 0.6         # level multipliers of a property's deviation scale
+    judge: float = 0.5
+    group: float = 1.0
+    cell: float = 0.5
+    df: float = 4.0              # Student-t degrees of freedom of every draw
+
+    def check(self) -> None:
+        """One-line error for a setting out of range."""
+        for name, val in asdict(self).items():
+            if not math.isfinite(val) or val < 0:
+                raise BayesDissectError(f"sparse.{name}={val}: expected a finite value >= 0")
+        if self.slab_share > 1:
+            raise BayesDissectError(f"sparse.slab_share={self.slab_share}: expected a share "
+                                    "in [0, 1]")
+        if self.df <= 2:
+            raise BayesDissectError(f"sparse.df={self.df}: expected more than 2 degrees of "
+                                    "freedom (a finite variance)")
+
+
+def size_clusters(judges: Sequence[str]) -> list[str]:
+    """The sparse regime's judge clusters, by the judge catalogue: ``human``,
+    ``proprietary``, and open models by parameter size (``open <10B``, ``open 10-30B``,
+    ``open >=30B``). A judge the catalogue does not know is a cluster of its own."""
+    out = []
+    for name in judges:
+        info = judge_info(name)
+        if info.type in ("human", "proprietary"):
+            out.append(info.type)
+        elif not math.isfinite(info.size):
+            out.append(f"{name} (size unknown)")
+        else:
+            out.append("open <10B" if info.size < 10 else
+                       "open 10-30B" if info.size < 30 else "open >=30B")
+    return out
+
+
+def weight_shape(w: Any) -> dict[str, float]:
+    """Summary of weights (judge, group, property) comparable with ``PAPER_WEIGHT_SHAPE``:
+    shares of |w| below 0.02 and 0.05, max and mean |w|, and the sd across judges (over
+    groups x properties, averaged) and across groups (over judges x properties, averaged)."""
+    w = np.asarray(getattr(w, "values", w), dtype=np.float64)
+    if w.ndim != 3 or w.shape[0] < 2 or w.shape[1] < 2:
+        raise BayesDissectError(f"weight_shape: expected (judge, group, property) with at "
+                                f"least 2 judges and 2 groups, got shape {w.shape}")
+    a = np.abs(w)
+    return {"share_below_0.02": float((a < 0.02).mean()),
+            "share_below_0.05": float((a < 0.05).mean()),
+            "max_abs": float(a.max()), "mean_abs": float(a.mean()),
+            "sd_across_judges": float(w.std(0, ddof=1).mean()),
+            "sd_across_groups": float(w.std(1, ddof=1).mean())}
+
+
+def _sparse_truth(rng: np.random.Generator, judges: list[str], G: int, K: int,
+                  levels: Sequence[str], shape: SparseShape
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """Truth variables of the sparse regime (recipe in the module docstring) and the
+    cluster names in order of first appearance."""
+    J = len(judges)
+    cl = size_clusters(judges)
+    names = list(dict.fromkeys(cl))
+    ci = np.array([names.index(c) for c in cl], dtype=np.int64)
+
+    def t(*size: int) -> np.ndarray:
+        return rng.standard_t(shape.df, size=size)
+
+    slab = np.zeros(K, dtype=bool)
+    slab[rng.choice(K, size=int(round(shape.slab_share * K)), replace=False)] = True
+    mu = np.where(slab, shape.mu_scale * t(K), shape.spike_scale * rng.normal(size=K))
+    d = np.where(slab, shape.dev_scale * np.exp(shape.dev_spread * rng.normal(size=K)),
+                 shape.spike_dev_scale)
+    on = {lv: float(lv in levels) for lv in ("judge", "group", "cell")}
+    cluster_off = on["judge"] * shape.cluster * d * t(len(names), K)
+    own = on["judge"] * shape.judge * d * t(J, K)
+    group_off = on["group"] * shape.group * d * t(G, K)
+    cell_off = on["cell"] * shape.cell * d * t(J, G, K)
+    judge_off = cluster_off[ci] + own
+    return {
+        "mu": (("property",), mu), "judge_offset": (("judge", "property"), judge_off),
+        "group_offset": (("group", "property"), group_off),
+        "cell_offset": (("judge", "group", "property"), cell_off),
+        "cluster_offset": (("cluster", "property"), cluster_off),
+        "judge_cluster": (("judge",), np.array(cl, dtype=str)),
+        "slab": (("property",), slab.astype(np.int8)),
+        "dev_scale": (("property",), d),
+        "w": (("judge", "group", "property"),
+              mu + judge_off[:, None, :] + group_off[None, :, :] + cell_off),
+    }, names
+
+
+def true_similarity(truth: xr.Dataset) -> xr.Dataset:
+    """The true similarity of every pair of judges, computed by ``bayesdissect.similarity``
+    on the true weights as on one posterior draw: ``similarity`` (the paper's: per-group
+    Pearson correlation of the cell weights, averaged over groups) and
+    ``similarity_deviation`` (of judge_offset + cell_offset), dims (judge, judge2)."""
+    from .similarity import similarity_matrix
+    from .weights import TERMS
+
+    terms = {t: truth[t] for t in TERMS if t in truth and t != "w_cell"}
+    if not terms:
+        terms = {"w_cell": truth["w"]}
+    post = xr.Dataset(terms).expand_dims(chain=1, draw=1)
+    out = {}
+    for kind, name in (("paper", "similarity"), ("deviation", "similarity_deviation")):
+        out[name] = similarity_matrix(post, kind, statistic="of_means").rename(name)
+    return xr.Dataset(out)
+
+
+def _with_similarity(truth: xr.Dataset) -> xr.Dataset:
+    """The truth with ``true_similarity`` added where it lacks it (files written before
+    issue 14, such as the bundled demo's)."""
+    if "similarity" in truth or truth.sizes.get("judge", 0) < 1:
+        return truth
+    return truth.merge(true_similarity(truth))
+
+
+# ---------------------------------------------------------------------------
 # The simulator
 # ---------------------------------------------------------------------------
 
@@ -218,22 +393,30 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
              weights: Any = None, levels: Sequence[str] = LEVELS, mu_scale: float = 1.0,
              s_judge: float = 0.5, s_group: float = 0.5, s_cell: float = 0.25,
              bias_scale: float = 0.5, drop_rate: float = 0.04, label_rate: float = 1.0,
-             messy: bool | None = None, title: str | None = None) -> Simulation:
+             messy: bool | None = None, title: str | None = None, regime: str = "prior",
+             pair_sd: float = 0.0, sparse: SparseShape | None = None) -> Simulation:
     """Simulate GAIR-schema pairs with labels from known weights; write them if ``out``.
 
     * ``judges``: None = the paper's 33, an int N (paper keys first, then ``judge-N``),
       or names. ``groups``: None = the 11 scenarios (paper proportions), an int, names, or
       {name: size}. ``n_pairs``: total (default 5,240). ``cases``: the GAIR cases to use
       (default all five at the paper's per-scenario rates), or {case: rate}.
-    * Weights: drawn from model.md §3 (``mu ~ N(0, mu_scale)``, ``sigma_* ~ HalfNormal(s_*)``,
-      ``bias ~ N(0, bias_scale)``); ``levels`` switches judge/group/cell/bias off. Or pass
-      ``weights``: an array broadcastable to (judge, group, property) (or a DataArray with
-      those dims), used as is.
+    * ``regime="prior"``: weights drawn from model.md §3 (``mu ~ N(0, mu_scale)``,
+      ``sigma_* ~ HalfNormal(s_*)``); ``regime="sparse"``: the paper-shaped heavy-tailed
+      recipe of the module docstring with settings ``sparse`` (default ``SparseShape()``; the
+      ``mu_scale`` and ``s_*`` scales are the prior regime's and unused). In both,
+      ``bias ~ N(0, bias_scale)`` and ``levels`` switches judge (with its clusters) / group /
+      cell / bias off. Or pass ``weights``: an array broadcastable to (judge, group,
+      property) (or a DataArray with those dims), used as is (prior regime only).
+    * ``pair_sd``: sd of a latent per-pair quality added to every judge's logit on that pair
+      (default 0: none); the truth keeps it as ``pair_effect``.
     * ``drop_rate``: share of pairs whose accuracy check is "not applicable" (dropped by
       load). ``label_rate``: share of (pair, judge) labels present (rest null).
     * ``messy``: encode raw values in the alternative spellings the loader must accept
       ("2", 2.0, "N/A", "A"/"B", missing keys); default True for JSON lines, False for parquet.
-    * ``out``: ``.parquet`` or ``.jsonl`` path; the truth goes to ``<out>.truth.nc``.
+    * ``out``: ``.parquet`` or ``.jsonl`` path; the truth goes to ``<out>.truth.nc``, with
+      the regime and its settings in its attributes and the true judge similarities
+      (``true_similarity``).
     """
     fmt = None
     if out is not None:
@@ -251,6 +434,23 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
     for name, val in (("drop_rate", drop_rate), ("label_rate", label_rate)):
         if not 0.0 <= val <= 1.0:
             raise BayesDissectError(f"{name}={val}: expected a value in [0, 1]")
+    if regime not in REGIMES:
+        raise BayesDissectError(f"regime={regime!r}: unknown; expected one of "
+                                f"{', '.join(REGIMES)}")
+    if regime != "prior" and weights is not None:
+        raise BayesDissectError(f"regime={regime!r} draws its own weights; pass weights only "
+                                "with the prior regime")
+    try:
+        pair_sd = float(pair_sd)
+    except (TypeError, ValueError):
+        pair_sd = math.nan
+    if not (math.isfinite(pair_sd) and pair_sd >= 0):
+        raise BayesDissectError(f"pair_sd={pair_sd}: expected a finite sd >= 0 (0 = no pair "
+                                "effects)")
+    shape = sparse if sparse is not None else SparseShape()
+    shape.check()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BayesDissectError(f"seed={seed!r}: expected a whole number >= 0")
 
     rng = np.random.default_rng(seed)
     judge_names = _judge_list(judges)
@@ -344,7 +544,11 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
     group_names = sorted(sizes)
     G = len(group_names)
     truth_vars: dict[str, Any] = {}
-    if weights is None:
+    clusters: list[str] = []
+    if regime == "sparse":
+        truth_vars, clusters = _sparse_truth(rng, judge_names, G, K, levels, shape)
+        w = truth_vars["w"][1]
+    elif weights is None:
         mu = rng.normal(0.0, mu_scale, size=K)
         sig = {lv: np.abs(rng.normal(0.0, s, size=K)) if lv in levels else np.zeros(K)
                for lv, s in (("judge", s_judge), ("group", s_group), ("cell", s_cell))}
@@ -374,6 +578,10 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
 
     gidx = np.searchsorted(np.array(group_names, dtype=object), group)
     logits = bias[None, :] + np.einsum("ik,jik->ij", x, w[:, gidx, :])
+    if pair_sd > 0:   # own stream: the same seed keeps its features and label noise
+        u = pair_sd * np.random.default_rng([int(seed), 14]).standard_normal(n)
+        logits += u[:, None]
+        truth_vars["pair_effect"] = (("pair",), u)
     y = (rng.random((n, J)) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float64)
     y[rng.random((n, J)) >= label_rate] = np.nan
 
@@ -399,14 +607,26 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
                          judges=judge_names, group=group[keep],
                          cases={c: case_flags[c][keep] for c in CASES}, source=source,
                          n_dropped=int(drop.sum()), simulated=True, title=sim_title)
-    truth = xr.Dataset(truth_vars, coords={"judge": judge_names, "group": group_names,
-                                           "property": list(PROPERTY_NAMES)})
+    coords: dict[str, Any] = {"judge": judge_names, "group": group_names,
+                              "property": list(PROPERTY_NAMES)}
+    if clusters:
+        coords["cluster"] = clusters
+    if pair_sd > 0:
+        coords["pair"] = np.arange(n, dtype=np.int64)   # = the data's pair ids (row numbers)
+    truth = xr.Dataset(truth_vars, coords=coords)
+    truth = truth.merge(true_similarity(truth))
     truth.attrs = {"simulated": 1, "seed": int(seed), "mu_scale": float(mu_scale),
                    "s_judge": float(s_judge), "s_group": float(s_group),
                    "s_cell": float(s_cell), "bias_scale": float(bias_scale),
                    "levels": ",".join(levels), "weights_given": int(weights is not None),
+                   "regime": regime if weights is None else "given",
+                   "pair_sd": float(pair_sd),
                    "data_title": sim_title,
                    "title": f"True weights of: {sim_title}"}
+    if regime == "sparse":   # the prior regime's scales played no part
+        for k in ("mu_scale", "s_judge", "s_group", "s_cell"):
+            del truth.attrs[k]
+        truth.attrs.update({f"sparse_{k}": float(v) for k, v in asdict(shape).items()})
     sim = Simulation(rows=rows, truth=truth, data=data)
     if out is not None:
         sim.path, sim.truth_path = Path(out), truth_path_for(out)
