@@ -16,7 +16,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "simulate", help="write a simulated GAIR-schema dataset with known true weights",
         description="Simulate pairs in the canonical GAIR row schema (raw annotations) with "
-        "labels drawn from the hierarchical model; the truth goes to FILE.truth.nc.")
+        "labels drawn from known weights: from the model's own prior (--regime prior, where "
+        "any correct sampler looks calibrated) or from sparse heavy-tailed paper-shaped "
+        "weights (--regime sparse), optionally with a per-pair quality shared by all judges "
+        "(--pair-sd); the last two test the model against truth it does not assume. The "
+        "truth (weights, pair effects, true judge similarities) goes to FILE.truth.nc.")
     p.add_argument("--out", required=True, metavar="FILE", help="output .parquet or .jsonl")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     jg = p.add_mutually_exclusive_group()
@@ -32,6 +36,13 @@ def register(sub: Any) -> None:
     p.add_argument("--label-rate", type=float, default=1.0,
                    help="share of labels present; the rest are missing (default 1)")
     p.add_argument("--no-bias", action="store_true", help="no per-judge position bias")
+    p.add_argument("--regime", default="prior", metavar="R",
+                   help="where the true weights come from: prior (the model's own prior, the "
+                   "default) or sparse (heavy-tailed, shaped like the paper's weights, judges "
+                   "clustered by size)")
+    p.add_argument("--pair-sd", default="0", metavar="SD",
+                   help="sd on the logit of a latent per-pair quality shared by every judge "
+                   "(default 0: none; e.g. 1.0)")
     p.add_argument("--title", help="title stored with the data")
     p.set_defaults(func=_simulate)
 
@@ -49,14 +60,20 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.pairs is not None and args.pairs < 1:
         raise BayesDissectError(f"--pairs {args.pairs}: expected a positive number")
+    try:   # a string here, so that a bad value is one line, not argparse's usage text
+        pair_sd = float(args.pair_sd)
+    except ValueError:
+        raise BayesDissectError(f"--pair-sd {args.pair_sd}: expected a number >= 0") from None
     levels = tuple(lv for lv in LEVELS if not (args.no_bias and lv == "bias"))
     sim = simulate(args.out, n_pairs=args.pairs, judges=args.judges, groups=args.groups,
                    seed=args.seed, drop_rate=args.drop_rate, label_rate=args.label_rate,
-                   levels=levels, title=args.title)
+                   levels=levels, title=args.title, regime=args.regime, pair_sd=pair_sd)
     d = sim.data
+    pairs = f", pair effects sd {pair_sd:g}" if pair_sd > 0 else ""
     print(f"wrote {sim.path} (SIMULATED: {d.sizes['pair'] + d.attrs['n_dropped']} pairs, "
           f"{d.attrs['n_dropped']} failing the accuracy check, {d.sizes['judge']} judges, "
-          f"{len(set(d['group'].values))} groups) and truth {sim.truth_path}")
+          f"{len(set(d['group'].values))} groups; {args.regime} regime{pairs}) and truth "
+          f"{sim.truth_path}")
     return 0
 
 
