@@ -87,6 +87,18 @@ CASE_SIZES: dict[str, int] = {
     "intent_unclear": 459, "express_feeling": 121, "w_constraints": 1418,
     "w_stances": 388, "w_mistakes": 401,
 }
+#: Rows of the released dataset (dataset.md §1).
+PAPER_ROWS = 5240
+#: Human labels "A" (response 1 preferred) per scenario group and per case, and over all
+#: 5,240 rows: the shares of dataset.md §4.1 / §4.2 / §8 times the sizes above.
+HUMAN_A_COUNTS: dict[str, int] = {
+    "Advice": 189, "Code": 186, "Communication": 192, "Creative Writing": 215,
+    "Daily Tasks": 187, "Exam Questions": 214, "Functional Writing": 191,
+    "Knowledge-aware": 390, "NLP Tasks": 209, "Others": 432, "Unsafe Queries": 204,
+    "intent_unclear": 231, "express_feeling": 67, "w_constraints": 718, "w_stances": 194,
+    "w_mistakes": 193,
+}
+HUMAN_A_TOTAL = 2609
 
 _J = Judge
 JUDGES: tuple[Judge, ...] = (

@@ -9,3 +9,10 @@ class BayesDissectError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class DataWarning(UserWarning):
+    """The data loaded, but part of it could not be seen as the loader expected (an absent
+    field, an unknown key, an unparseable rating, a property that is 0 on every pair): the
+    message is one line naming the property, the field and the count. The CLI prints each
+    as one ``warning:`` line."""

@@ -13,6 +13,12 @@ Sources:
 The returned dataset has dims ``pair``, ``property``, ``judge``; ``x (pair, property)``,
 ``y (pair, judge)`` (1 = response 1 preferred, NaN = not labelled), ``group (pair)``,
 boolean ``case_<name> (pair)``; attrs ``source``, ``n_dropped``, ``simulated``, ``title``.
+
+``load`` is loud about what it cannot see: each finding of ``features.gair_table`` (a field
+that feeds a property but is absent, a key it does not read, ratings that could not be
+parsed) and every property that is 0 on all kept pairs is one ``DataWarning`` line.
+``load_detailed`` also returns the row-level table that ``bayesdissect info`` checks
+against the paper's numbers (``first_load_checks``, dataset.md §9).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import math
 import os
 import re
 import socket
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,9 +41,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .catalogue import CASES, PROPERTIES, PROPERTY_NAMES, judge_info
-from .errors import BayesDissectError
-from .features import gair_table, parse_label
+from .catalogue import (
+    CASE_SIZES,
+    CASES,
+    HUMAN_A_COUNTS,
+    HUMAN_A_TOTAL,
+    JUDGE_KEYS,
+    PAPER_ROWS,
+    PROPERTIES,
+    PROPERTY_NAMES,
+    SCENARIO_SIZES,
+    judge_info,
+)
+from .errors import BayesDissectError, DataWarning
+from .features import GairTable, gair_table, parse_label
 
 DEMO_FILE = "demo.parquet"
 DEMO_TRUTH_FILE = "demo_truth.nc"
@@ -44,6 +63,9 @@ META_KEY = b"bayesdissect"
 _KIND_BY_NAME = {p.name: p.kind for p in PROPERTIES}
 _KEY_BY_NAME = {p.name: p.key for p in PROPERTIES}
 _HF_PROBE_SECONDS = 3.0
+_CASE_OF = {p.name: p.case for p in PROPERTIES if p.case is not None}
+#: Warnings point at the caller's line, not at a frame inside the package.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 # ---------------------------------------------------------------------------
@@ -111,15 +133,63 @@ def load(source: str | os.PathLike[str] | pd.DataFrame, *,
 
     ``field_map`` renames canonical GAIR fields/keys to the names of your data (e.g.
     ``{"scenario_group": "category", "num_words": "n_words"}``), so a differently named
-    dataset loads without code changes. ``split`` is used for ``hf:`` sources only.
-    Raises ``BayesDissectError`` (one line: file, row, field, expectation) on bad input.
+    dataset loads without code changes; a value ``"-name"`` says that key holds the
+    inverted 0-3 rating, e.g. ``{"repetitive": "-non-repetitive"}`` (read as 3 - r, so
+    the sign of ``non-repetitive`` comes out right). ``split`` is used for ``hf:`` sources
+    only. Raises ``BayesDissectError`` (one line: file, row, field, expectation) on bad
+    input; warns (``DataWarning``, one line each) about what it could not see.
     """
+    return load_detailed(source, field_map=field_map, split=split, title=title)[0]
+
+
+def load_detailed(source: str | os.PathLike[str] | pd.DataFrame, *,
+                  field_map: Mapping[str, str] | None = None, split: str = "train",
+                  title: str | None = None) -> tuple[xr.Dataset, GairTable | None]:
+    """``load``, plus the row-level ``GairTable`` of a GAIR source (None for tidy tables):
+    all rows, dropped ones included, with the notes and counts of what was not seen."""
     if field_map is not None and not (isinstance(field_map, Mapping) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in field_map.items())):
         raise BayesDissectError("field_map: expected a mapping of canonical field name -> "
                                 "your field name (both strings)")
+    data, table = _dispatch(source, field_map, split, title)
+    if table is None and field_map:
+        raise BayesDissectError(f"{data.attrs['source']}: field map given, but this is a tidy "
+                                "table (label:<judge> columns); a field map renames GAIR "
+                                "fields only")
+    for note in table.notes if table is not None else ():
+        _warn(f"{data.attrs['source']}: {note}")
+    for note in dead_properties(data, table):
+        _warn(f"{data.attrs['source']}: {note}")
+    return data, table
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, DataWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+
+
+def dead_properties(data: xr.Dataset, table: GairTable | None = None) -> list[str]:
+    """One line per property that is 0 on every kept pair: it carries no information
+    (its weight is only the prior), most likely because what feeds it was not seen."""
+    x = data["x"].values
+    out = []
+    for k in np.flatnonzero(~np.any(x != 0, axis=0)):
+        name = str(data["property"].values[k])
+        origin = f"column {name!r}" if table is None else \
+            f"from {table.sources.get(name, name)}"
+        case = _CASE_OF.get(name) if table is not None else None
+        why = ""
+        if case is not None and f"case_{case}" in data and not data[f"case_{case}"].any():
+            why = f"; its case {case} has no kept pair"
+        out.append(f"property {name!r} ({origin}) is 0 on all {x.shape[0]} kept pairs: "
+                   f"it carries no information, so its weight is only the prior{why}")
+    return out
+
+
+def _dispatch(source: str | os.PathLike[str] | pd.DataFrame,
+              field_map: Mapping[str, str] | None, split: str,
+              title: str | None) -> tuple[xr.Dataset, GairTable | None]:
     if isinstance(source, pd.DataFrame):
-        return _from_tidy(source, "<DataFrame>", title)
+        return _from_tidy(source, "<DataFrame>", title), None
     text = os.fspath(source)
     if text == "demo":
         return _load_demo(field_map)
@@ -133,14 +203,14 @@ def load(source: str | os.PathLike[str] | pd.DataFrame, *,
         raise BayesDissectError(f"{text}: is a directory; expected a data file")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return _from_tidy(_read_csv(path, "\t" if suffix == ".tsv" else ","), text, title)
+        return _from_tidy(_read_csv(path, "\t" if suffix == ".tsv" else ","), text, title), None
     if suffix in (".parquet", ".pq"):
         return _load_parquet(path, text, field_map, title)
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows = _read_jsonl(path, text)
         if rows and isinstance(rows[0], Mapping) and any(
                 str(k).startswith("label:") for k in rows[0]):
-            return _from_tidy(pd.DataFrame(rows), text, title)
+            return _from_tidy(pd.DataFrame(rows), text, title), None
         meta = _sidecar_meta(path)
         return _from_gair_rows(rows, text, field_map, title, meta)
     raise BayesDissectError(f"{text}: unknown file type {suffix or '(none)'!r}; expected "
@@ -153,7 +223,7 @@ def load(source: str | os.PathLike[str] | pd.DataFrame, *,
 
 def _from_gair_rows(rows: Sequence[Mapping[str, Any]], source: str,
                     field_map: Mapping[str, str] | None, title: str | None,
-                    meta: Mapping[str, Any] | None = None) -> xr.Dataset:
+                    meta: Mapping[str, Any] | None = None) -> tuple[xr.Dataset, GairTable]:
     t = gair_table(rows, source=source, field_map=field_map)
     keep = np.flatnonzero(t.keep)
     meta = dict(meta or {})
@@ -161,11 +231,12 @@ def _from_gair_rows(rows: Sequence[Mapping[str, Any]], source: str,
     default_title = meta.get("title") or (
         f"Simulated GAIR-schema data ({Path(source).name})" if simulated
         else f"GAIR preference-dissection rows ({Path(source).name})")
-    return build_dataset(
+    data = build_dataset(
         t.x[keep], t.y[keep], pair=keep, properties=PROPERTY_NAMES, judges=t.judges,
         group=t.group[keep], cases={c: t.cases[c][keep] for c in CASES}, source=source,
         n_dropped=int(len(t.keep) - len(keep)), simulated=simulated,
         title=title or str(default_title))
+    return data, t
 
 
 def _read_jsonl(path: Path, source: str) -> list[Any]:
@@ -211,7 +282,7 @@ def _sidecar_meta(path: Path) -> dict[str, Any]:
 
 
 def _load_parquet(path: Path, source: str, field_map: Mapping[str, str] | None,
-                  title: str | None) -> xr.Dataset:
+                  title: str | None) -> tuple[xr.Dataset, GairTable | None]:
     import pyarrow.parquet as pq
 
     try:
@@ -219,7 +290,7 @@ def _load_parquet(path: Path, source: str, field_map: Mapping[str, str] | None,
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise BayesDissectError(f"{source}: cannot read parquet ({_reason(exc)})") from None
     if any(name.startswith("label:") for name in table.column_names):
-        return _from_tidy(table.to_pandas(), source, title)
+        return _from_tidy(table.to_pandas(), source, title), None
     if table.num_rows == 0:
         raise BayesDissectError(f"{source}: file has no rows; expected at least one pair")
     meta = {}
@@ -239,16 +310,16 @@ def _arrow_rows(table: Any) -> list[dict[str, Any]]:
     return table.select(cols).to_pylist()
 
 
-def _load_demo(field_map: Mapping[str, str] | None) -> xr.Dataset:
+def _load_demo(field_map: Mapping[str, str] | None) -> tuple[xr.Dataset, GairTable | None]:
     path = resources.files("bayesdissect.data").joinpath(DEMO_FILE)
     with resources.as_file(path) as p:
         if not Path(p).exists():
             raise BayesDissectError(
                 f"demo: bundled file {DEMO_FILE} is missing from the installed package; "
                 "reinstall bayesdissect or run benchmarks/make_demo_data.py")
-        data = _load_parquet(Path(p), "demo", field_map, None)
+        data, table = _load_parquet(Path(p), "demo", field_map, None)
     data.attrs["source"] = "demo"
-    return data
+    return data, table
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +327,7 @@ def _load_demo(field_map: Mapping[str, str] | None) -> xr.Dataset:
 # ---------------------------------------------------------------------------
 
 def _load_hf(text: str, field_map: Mapping[str, str] | None, split: str,
-             title: str | None) -> xr.Dataset:
+             title: str | None) -> tuple[xr.Dataset, GairTable]:
     repo = text[3:].strip()
     local_hint = ("download it where the hub is reachable (datasets.load_dataset(...)"
                   ".to_parquet('gair.parquet')) and pass the local file instead, "
@@ -324,6 +395,68 @@ def _probe_hub() -> str:
         return f"no answer from {host}:{port} within {_HF_PROBE_SECONDS:.0f} s"
     finally:
         pool.shutdown(wait=False)
+
+
+# ---------------------------------------------------------------------------
+# First-load checks (dataset.md §9)
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """One first-load check: what is compared, its value here, the paper's value, whether
+    they differ, and a note (e.g. the drops of a group, which the paper did not publish)."""
+
+    what: str
+    here: str
+    paper: str
+    differs: bool
+    note: str = ""
+
+
+def first_load_checks(table: GairTable) -> list[Check]:
+    """dataset.md §9 on all rows of a GAIR source (dropped pairs included, as the paper's
+    sizes are): rows, judges, missing labels, group and case sizes with the drops of each
+    group, and the human label balance overall, per group and per case (§4, §8)."""
+    n = len(table.keep)
+    out = [Check("rows", str(n), str(PAPER_ROWS), n != PAPER_ROWS)]
+    present = sum(j in table.judges for j in JUDGE_KEYS)
+    out.append(Check("paper judges present", str(present), str(len(JUDGE_KEYS)),
+                     present != len(JUDGE_KEYS)))
+    others = [j for j in table.judges if j not in JUDGE_KEYS]
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4
+                                         else "")
+        out.append(Check("other judges", str(len(others)), "0", True, shown))
+    missing = int(np.isnan(table.y).sum())
+    out.append(Check("labels missing", str(missing), "0", missing != 0))
+    group = np.asarray(table.group, dtype=str)
+    names = list(SCENARIO_SIZES) + sorted(set(group) - set(SCENARIO_SIZES))
+    for g in names:
+        rows = group == g
+        size, want = int(rows.sum()), SCENARIO_SIZES.get(g)
+        out.append(Check(f"group {g}", str(size), "-" if want is None else str(want),
+                         size != want, f"{int((rows & ~table.keep).sum())} dropped"))
+    for c in CASES:
+        size = int(table.cases[c].sum())
+        out.append(Check(f"case {c}", str(size), str(CASE_SIZES[c]), size != CASE_SIZES[c]))
+    out.append(Check("dropped by the accuracy rule", str(int((~table.keep).sum())), "?",
+                     False, "the paper did not publish these counts (dataset.md §10.4)"))
+    if "human" not in table.judges:
+        out.append(Check("human labels", "none", str(PAPER_ROWS), True))
+        return out
+    y = table.y[:, table.judges.index("human")]
+    subsets = [("all rows", np.ones(n, dtype=bool), PAPER_ROWS, HUMAN_A_TOTAL)]
+    subsets += [(f"group {g}", group == g, SCENARIO_SIZES[g], HUMAN_A_COUNTS[g])
+                for g in SCENARIO_SIZES]
+    subsets += [(f"case {c}", table.cases[c], CASE_SIZES[c], HUMAN_A_COUNTS[c])
+                for c in CASES]
+    for what, rows, size, a_count in subsets:
+        labelled = rows & ~np.isnan(y)
+        k, m = int((y[labelled] == 1.0).sum()), int(labelled.sum())
+        here = f"{100 * k / m:.2f}%" if m else "no labels"
+        out.append(Check(f"human share of A, {what}", here, f"{100 * a_count / size:.2f}%",
+                         (k, m) != (a_count, size)))
+    return out
 
 
 # ---------------------------------------------------------------------------
