@@ -46,12 +46,20 @@ def register(sub: Any) -> None:
     p.add_argument("--title", help="title stored with the data")
     p.set_defaults(func=_simulate)
 
-    q = sub.add_parser("info", help="load any data source and print its size",
+    q = sub.add_parser("info", help="load any data source and print what it holds",
                        description="Load DATA (GAIR parquet/JSON lines, hf:<id>, demo, tidy "
-                       "CSV/parquet) and print pairs, judges, groups, cases and drops.")
+                       "CSV/parquet) and print pairs, judges, groups, cases, drops and the "
+                       "share of pairs where each property is non-zero; on a GAIR source, "
+                       "also the first-load checks of dataset.md §9 against the paper's "
+                       "numbers. What the loader could not see (absent fields, keys it does "
+                       "not read, unparseable ratings, properties 0 on every pair) is one "
+                       "'warning:' line each on stderr.")
     q.add_argument("data", metavar="DATA")
     q.add_argument("--field-map", metavar="JSON",
-                   help="rename fields: a JSON object or a .json file, canonical -> yours")
+                   help="rename fields: a JSON object or a .json file, canonical name -> "
+                   "yours, e.g. '{\"errors\": \"inaccuracies\"}'; a leading '-' says the key "
+                   "holds the inverted 0-3 rating, e.g. '{\"repetitive\": \"-non-repetitive\"}' "
+                   "(read as 3 - r, so the sign comes out right)")
     q.set_defaults(func=_info)
 
 
@@ -99,9 +107,19 @@ def parse_field_map(text: str | None) -> dict[str, str] | None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ..loaders import load
+    import warnings
 
-    data = load(args.data, field_map=parse_field_map(args.field_map))
+    from ..errors import DataWarning
+    from ..loaders import first_load_checks, load_detailed
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data, table = load_detailed(args.data, field_map=parse_field_map(args.field_map))
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out = sys.stdout
     n, nd = data.sizes["pair"], int(data.attrs.get("n_dropped", 0))
     title = str(data.attrs.get("title", ""))
@@ -120,7 +138,32 @@ def _info(args: argparse.Namespace) -> int:
     cases = [str(v) for v in data.data_vars if str(v).startswith("case_")]
     print("cases:    " + (", ".join(f"{c[5:]} {int(data[c].sum())}" for c in cases)
                           or "none"), file=out)
-    print(f"properties: {data.sizes['property']}", file=out)
+    print(f"properties: {data.sizes['property']}; share of kept pairs where each is non-zero "
+          "(not a tie, not 'not applicable'):", file=out)
+    share = (data["x"] != 0).mean("pair").values if n else [0.0] * data.sizes["property"]
+    width = max(len(str(p)) for p in data["property"].values)
+    for p, f in zip(data["property"].values, share, strict=True):
+        flag = "  << 0 on every kept pair" if f == 0 else ""
+        print(f"  {str(p):<{width}} {100 * f:6.1f}%{flag}", file=out)
+    if table is None:
+        return 0
+    for what, k in table.counts.items():
+        print(f"counted: {k} {what}", file=out)
+    checks = first_load_checks(table)
+    print("first-load checks (dataset.md §9) on all rows, dropped pairs included: this data, "
+          "the paper, '<<' where they differ", file=out)
+    width = max(len(c.what) for c in checks)
+    for c in checks:
+        flag = "  << differs" if c.differs else ""
+        note = f"  ({c.note})" if c.note else ""
+        print(f"  {c.what:<{width}} {c.here:>8} {c.paper:>8}{flag}{note}", file=out)
+    differ = [c for c in checks if c.differs]
+    print(f"{len(differ)} of {len(checks)} checks differ from the paper", file=out, end="")
+    if data.attrs.get("simulated") and any(c.what.startswith("human share") for c in differ):
+        print(" (simulated data: its labels come from the simulator, so the human label "
+              "shares are not expected to match)", file=out)
+    else:
+        print(file=out)
     return 0
 
 
