@@ -1,9 +1,10 @@
 """``bayesdissect report FIT --out DIR`` and ``bayesdissect demo``: the front door.
 
-``demo`` loads the bundled simulated data, fits the default model on a scope that runs in
-a few minutes on a laptop (8 judges, all groups, 2 chains x 500 draws; it says so), writes
+``demo`` loads the bundled simulated data, fits the ``demo`` spec (the hierarchical model
+with one scale per level, models/demo.toml) on a scope that converges in about two minutes
+on two cores (8 judges, all groups, the spec's 4 chains x 1,200 draws; it says so), writes
 the report and prints where it is with a short summary table. ``--full`` fits all judges
-with the model's own sampler defaults (the paper-sized analysis).
+with the default ``hierarchical`` spec and its sampler defaults (the paper-sized analysis).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ DEMO_JUDGES: tuple[str, ...] = (
     "human", "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "llama-2-70b-chat", "llama-2-70b",
     "tulu-2-dpo-70b", "yi-6b-chat", "mistral-7b-instruct-v0.2",
 )
-DEMO_SAMPLING = {"chains": 2, "draws": 500, "tune": 500}
+#: The demo's spec (sampler settings included); ``--full`` fits FULL_MODEL instead.
+DEMO_MODEL = "demo"
+FULL_MODEL = "hierarchical"
 DEMO_OUT = "bayesdissect-demo"
 
 
@@ -91,27 +94,30 @@ def _demo(args: argparse.Namespace) -> int:
     data = bd.load("demo")
     available = [str(j) for j in data["judge"].values]
     judges = demo_scope(args.full, _judge_list(args.judges), available)
-    sampling = {} if args.full else dict(DEMO_SAMPLING)
+    model = args.model or (FULL_MODEL if args.full else DEMO_MODEL)
+    spec = bd.load_spec(model)
+    sampling = {"chains": spec.sampler.chains, "draws": spec.sampler.draws,
+                "tune": spec.sampler.tune}
     for key in ("chains", "draws", "tune"):
         if getattr(args, key) is not None:
             sampling[key] = getattr(args, key)
     n_j = len(judges) if judges else len(available)
     scope = (f"{n_j} of {len(available)} judges ({', '.join(judges)})" if judges
              and n_j < len(available) else f"all {len(available)} judges")
-    draws = (f"{sampling.get('chains', 'default')} chains x {sampling.get('draws', 'default')}"
-             f" draws ({sampling.get('tune', 'default')} tuning)" if sampling
-             else "the model's default chains and draws")
+    draws = f"{sampling['chains']} chains x {sampling['draws']} draws ({sampling['tune']} tuning)"
     n_groups = len(set(map(str, data["group"].values)))
     _say(args, f"bayesdissect demo: SIMULATED data bundled with the package "
                f"({data.sizes['pair']:,} pairs, {n_groups} groups).\n"
-               f"scope: {scope}, all groups; model {args.model}; {draws}."
-               + ("" if args.full else "\n       (bayesdissect demo --full fits all judges "
-                  "with the model's default draws: the paper-sized analysis)"))
-    _say(args, "fitting: building and compiling the model (about a minute), then sampling "
+               f"scope: {scope}, all groups; model {spec.name} ({spec.description}); "
+               f"{draws}."
+               + ("" if args.full else f"\n       (bayesdissect demo --full fits all judges "
+                  f"with the {FULL_MODEL} model and its default draws: the paper-sized "
+                  "analysis)"))
+    _say(args, "fitting: building and compiling the model (seconds), then sampling "
                "(progress bars on a terminal)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = bd.fit(data, model=args.model, judges=judges, seed=args.seed,
+        fit = bd.fit(data, model=spec, judges=judges, seed=args.seed,
                      progressbar=not args.quiet, **sampling)
     for w in caught:  # one line each, without the source line Python's default shows
         print(f"warning: {w.message}", file=sys.stderr)
@@ -148,19 +154,21 @@ def register(subparsers: Any) -> None:
     d = subparsers.add_parser(
         "demo", help="fit the bundled simulated data and write a report (the one-command start)",
         description="Load the bundled SIMULATED dataset, fit the default model and write a "
-        "report. Default scope (a few minutes on 2 cores): "
-        f"{len(DEMO_JUDGES)} judges incl. human and GPT-4-Turbo, all groups, "
-        f"{DEMO_SAMPLING['chains']} chains x {DEMO_SAMPLING['draws']} draws. "
-        "--full: all judges and the model's default draws.")
+        f"report. Default scope (about two minutes on 2 cores): the {DEMO_MODEL!r} spec "
+        "(one shared scale per level), "
+        f"{len(DEMO_JUDGES)} judges incl. human and GPT-4-Turbo, all groups, the spec's "
+        f"chains and draws. --full: all judges, the {FULL_MODEL!r} spec and its draws.")
     d.add_argument("--out", metavar="DIR", default=DEMO_OUT,
                    help=f"report folder (default: {DEMO_OUT})")
     d.add_argument("--full", action="store_true",
-                   help="fit all judges with the model's default draws (paper-sized; slow)")
+                   help=f"fit all judges with the {FULL_MODEL} spec's default draws "
+                   "(paper-sized; about 10 minutes on 2 cores)")
     d.add_argument("--quiet", action="store_true",
                    help="no progress bars or summary; print only the report path")
     d.add_argument("--judges", metavar="A,B,...", default=None,
                    help="fit these judges instead of the default scope")
-    d.add_argument("--model", default="hierarchical", help="model spec (default hierarchical)")
+    d.add_argument("--model", default=None,
+                   help=f"model spec (default {DEMO_MODEL}; {FULL_MODEL} with --full)")
     d.add_argument("--chains", type=int, default=None, help="override the number of chains")
     d.add_argument("--draws", type=int, default=None, help="override the draws per chain")
     d.add_argument("--tune", type=int, default=None, help="override the tuning draws")
