@@ -12,6 +12,8 @@ is built or a fit is loaded):
   ``add_judge(fit, labels, name)`` -> ``Fit``
 * ``effects``, ``contrast``, ``similarity``, ``clusters``, ``ppc``, ``loo``,
   ``compare_models``: what a fit answers, as pandas / xarray objects
+* ``add_log_likelihood(fit)``, ``add_posterior_predictive(fit)``: the fit with those ArviZ
+  groups added to ``fit.idata`` (the fit's standard ArviZ DataTree)
 * ``write_report(fit, out_dir)``: the HTML report (figures: ``bayesdissect.plots``)
 * ``BayesDissectError``: the one exception type bad input raises
 """
@@ -29,7 +31,7 @@ from .clusters import clusters
 from .effects import all_effects, contrast, effects
 from .errors import BayesDissectError
 from .loaders import load, to_tidy
-from .ppc import compare_models, loo, ppc
+from .ppc import add_log_likelihood, add_posterior_predictive, compare_models, loo, ppc
 from .similarity import similarity, similarity_matrix
 from .simulate import load_truth, simulate
 
@@ -48,8 +50,9 @@ _LAZY = {
 __all__ = [
     "BayesDissectError", "JUDGES", "PROPERTIES", "PROPERTY_NAMES",
     "load", "to_tidy", "simulate", "load_truth",
-    "all_effects", "clusters", "compare_models", "contrast", "effects", "loo", "ppc",
-    "similarity", "similarity_matrix", *_LAZY,
+    "add_log_likelihood", "add_posterior_predictive", "all_effects", "clusters",
+    "compare_models", "contrast", "effects", "loo", "ppc", "similarity", "similarity_matrix",
+    *_LAZY,
 ]
 
 

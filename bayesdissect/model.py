@@ -31,6 +31,24 @@ TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
 RADIAL_MIN_DIM = 8
 #: Prefix of sampled helper variables that are not part of the saved posterior.
 INTERNAL_PREFIXES = ("z_",)
+#: The observation dimension: one entry per labelled (pair, judge), in ``label_index`` order
+#: (the model's observed ``y`` and a saved fit's observed_data / log_likelihood /
+#: posterior_predictive groups).
+OBS_DIM = "obs"
+
+
+def label_index(data: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(pair positions, judge positions) in ``data`` of its labelled entries, in the order
+    of the observation dimension: by pair id, then judge name.
+
+    The order depends on the labels only, not on the order of pairs or judges in ``data``,
+    so two fits of the same labels have their pointwise values in the same order.
+    """
+    y = np.asarray(data["y"].transpose("pair", "judge").values, dtype=np.float64)
+    pair_order = np.argsort(np.asarray(data["pair"].values), kind="stable")
+    judge_order = np.argsort(np.asarray(data["judge"].values).astype(str), kind="stable")
+    rows, cols = np.nonzero(~np.isnan(y[np.ix_(pair_order, judge_order)]))
+    return pair_order[rows], judge_order[cols]
 
 
 @dataclass(frozen=True)
@@ -38,8 +56,9 @@ class ModelData:
     """The arrays the model needs, pairs sorted by group (stable, so order is reproducible).
 
     ``order`` maps sorted position -> row of the dataset; ``bounds[g]`` is the slice of
-    sorted pairs in group ``groups[g]``; ``obs_flat`` indexes observed entries of the
-    row-major (sorted pair, judge) matrix, or is None when every label is present.
+    sorted pairs in group ``groups[g]``; ``obs_flat`` indexes the labelled entries of the
+    row-major (sorted pair, judge) matrix, in the order of the observation dimension
+    (``label_index``).
     """
 
     judges: np.ndarray
@@ -49,17 +68,15 @@ class ModelData:
     bounds: tuple[tuple[int, int], ...]
     x: np.ndarray  # (pairs sorted, K)
     y: np.ndarray  # (pairs sorted, J), NaN where missing
-    obs_flat: np.ndarray | None
+    obs_flat: np.ndarray
 
     @property
     def n_obs(self) -> int:
-        return int(self.y.size if self.obs_flat is None else self.obs_flat.size)
+        return int(self.obs_flat.size)
 
     def observed_entries(self, pair_labels: np.ndarray) -> pd.DataFrame:
         """(pair, judge) of each entry of the model's observed ``y``, in its order."""
-        n, j = self.y.shape
-        flat = np.arange(n * j) if self.obs_flat is None else self.obs_flat
-        rows, cols = np.divmod(flat, j)
+        rows, cols = np.divmod(self.obs_flat, self.y.shape[1])
         return pd.DataFrame({"pair": pair_labels[self.order][rows],
                              "judge": self.judges[cols]})
 
@@ -95,8 +112,10 @@ def prepare_data(data: xr.Dataset) -> ModelData:
     stops = np.cumsum(counts)
     bounds = tuple((int(a - c), int(a)) for a, c in zip(stops, counts, strict=True))
     y_sorted = y[order]
-    obs_sorted = ~np.isnan(y_sorted)
-    obs_flat = None if obs_sorted.all() else np.flatnonzero(obs_sorted.ravel())
+    sorted_row = np.empty_like(order)
+    sorted_row[order] = np.arange(order.size)
+    pair_pos, judge_pos = label_index(data)
+    obs_flat = sorted_row[pair_pos] * y.shape[1] + judge_pos
     return ModelData(
         judges=np.asarray(data["judge"].values).astype(str),
         groups=groups,
@@ -229,7 +248,9 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     the size of the offsets, directly, and sigma follows from psi and the prior-pinned r
     instead of having to move with hundreds of non-centered offsets at once (the slow
     mixing of sigma_* in benchmarks/RESULTS.md). ``n < RADIAL_MIN_DIM`` falls back to
-    non-centered offsets (the direction of a 1-d offset is a sign).
+    non-centered offsets (the direction of a 1-d offset is a sign). The two helpers are
+    ``CustomDist``s with that density and forward draws, so the prior can be sampled
+    (``pm.sample_prior_predictive``).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -241,20 +262,16 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
                              n_zerosum_axes=len(axes))
     else:
         y = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims=zs_dims)
-    n_k = len(model.coords["property"])
     # centred and scaled so that 0 is a typical point (r ~ sqrt(n), sigma ~ sigma_scale)
-    l0 = 0.5 * np.log(n - 0.5)
-    psi0 = np.log(level.sigma_scale) + l0
+    # (python floats: a numpy float64 would upcast float32 graphs to float64)
+    l0 = float(0.5 * np.log(n - 0.5))
+    psi0 = float(np.log(level.sigma_scale) + l0)
     step = 0.1  # sd of log r is ~ 1 / sqrt(2 n): give its helper a unit-ish scale
-    ell = l0 + step * pm.Flat(f"z_{level.name}_lognorm", dims="property")
-    psi = psi0 + pm.Flat(f"z_{level.name}_logsize", dims="property")
-    log_sigma = psi - ell
-    sigma = pm.Deterministic(f"sigma_{level.name}", pt.exp(log_sigma), dims="property")
-    # p(psi, l) = p_sigma(sigma) * sigma * p_r(r) * r, and p_r(r) r = r^n exp(-r^2/2) (chi_n)
-    cls, kw = _sigma_family(level)
-    logp = (pm.logp(cls.dist(**kw), sigma) + log_sigma
-            + n * ell - 0.5 * pt.exp(2.0 * ell))
-    pm.Potential(f"z_{level.name}_prior", pt.sum(logp) + n_k * np.log(step))
+    a = _radial_lognorm(f"z_{level.name}_lognorm", n, l0, step)
+    ell = l0 + step * a
+    b = _radial_logsize(f"z_{level.name}_logsize", level, ell, psi0)
+    psi = psi0 + b
+    pm.Deterministic(f"sigma_{level.name}", pt.exp(psi - ell), dims="property")
     if not hasattr(model, "_bd_radial"):
         model._bd_radial = {}  # noqa: SLF001
     # how to map (offset, sigma) back onto the sampled helpers (fitting's warm start)
@@ -265,6 +282,58 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
     offset = pm.Deterministic(term, value, dims=dims)
     return offset, offset if loc is None else loc + offset
+
+
+def _zeros_support_point(rv, size, *params):  # noqa: ANN001, ANN202, ARG001
+    """Initial value 0 of a radial helper: its typical point (r ~ sqrt(n), sigma ~ s)."""
+    import pytensor.tensor as pt
+
+    return pt.zeros_like(rv)
+
+
+def _radial_lognorm(name: str, n: int, l0: float, step: float):  # noqa: ANN202
+    """The helper a of ``l = log r = l0 + step * a`` with ``r ~ chi(n)``, per property.
+
+    Its density is that of log chi(n) times the Jacobian ``step``; draws are
+    ``(log sqrt(ChiSquared(n)) - l0) / step``, so the prior can be sampled forward.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+    from scipy.special import gammaln
+
+    const = float(-(0.5 * n - 1.0) * np.log(2.0) - gammaln(0.5 * n) + np.log(step))
+
+    def logp(value):  # noqa: ANN001, ANN202
+        ell = l0 + step * value
+        return n * ell - 0.5 * pt.exp(2.0 * ell) + const
+
+    def dist(size):  # noqa: ANN001, ANN202
+        return (0.5 * pt.log(pm.ChiSquared.dist(nu=n, size=size)) - l0) / step
+
+    return pm.CustomDist(name, dist=dist, logp=logp, support_point=_zeros_support_point,
+                         dims="property")
+
+
+def _radial_logsize(name: str, level: Level, ell, psi0: float):  # noqa: ANN001, ANN202
+    """The helper b of ``psi = log(sigma * r) = psi0 + b`` given ``ell = log r``.
+
+    ``log sigma = psi - ell`` has the level's sigma prior (density p(sigma) * sigma, the
+    Jacobian of the log; b -> log sigma has Jacobian 1); draws are ``log sigma + ell -
+    psi0`` with sigma from that prior.
+    """
+    import pymc as pm
+
+    cls, kw = _sigma_family(level)
+
+    def logp(value, ell):  # noqa: ANN001, ANN202
+        log_sigma = psi0 + value - ell
+        return pm.logp(cls.dist(**kw), pm.math.exp(log_sigma)) + log_sigma
+
+    def dist(ell, size):  # noqa: ANN001, ANN202
+        return pm.math.log(cls.dist(**kw, size=size)) + ell - psi0
+
+    return pm.CustomDist(name, ell, dist=dist, logp=logp, support_point=_zeros_support_point,
+                         dims="property")
 
 
 def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -318,8 +387,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
                 likelihood: str = "observed"):  # noqa: ANN201
     """A ``pm.Model`` for ``spec`` (a ModelSpec or a name/path) on ``data``.
 
-    Named dims: ``judge``, ``group``, ``property`` (and ``obs`` for the observed labels,
-    pairs sorted by group; ``ModelData.observed_entries`` maps each back to (pair, judge)).
+    Named dims: ``judge``, ``group``, ``property`` (and ``obs`` for the observed labels, in
+    ``label_index`` order; ``ModelData.observed_entries`` maps each back to (pair, judge)).
     ``pointwise`` only records that a pointwise log-likelihood is wanted (it is computed
     after sampling, see ``fitting.fit``); the model itself never stores one.
     """
@@ -332,7 +401,7 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
     md = prepare_data(data)
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
-              "obs": np.arange(md.n_obs)}
+              OBS_DIM: np.arange(md.n_obs)}
     with pm.Model(coords=coords) as model:
         auto = {k: v.astype(floatx) for k, v in centering_weights(md, spec).items()}
         base = pt.zeros((1, 1, n_k), dtype=floatx)
@@ -392,14 +461,11 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
             logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
             if bias is not None:
                 logits = logits + bias[None, :]
-            flat = logits.ravel()
-            y_flat = md.y.ravel()
-            if md.obs_flat is not None:
-                flat = flat[md.obs_flat]
-                y_flat = y_flat[md.obs_flat]
+            flat = logits.ravel()[md.obs_flat]
+            y_flat = md.y.ravel()[md.obs_flat]
             pm.CustomDist("y", flat, logp=_bernoulli_logit_logp,
                           random=_bernoulli_logit_random, observed=y_flat.astype(floatx),
-                          dims="obs")
+                          dims=OBS_DIM)
     model._bd_data = md  # noqa: SLF001  (layout, for mapping observed entries back)
     model._bd_pointwise = pointwise  # noqa: SLF001
     return model

@@ -18,7 +18,14 @@ pairs (all draws of one chunk at a time: never a draws x all-entries array). The
 a vectorised re-implementation of Vehtari et al. (2017/2024) as in ArviZ (Zhang-Stephens
 generalized Pareto fit with its weak prior, tail of 3 sqrt(S) draws, r_eff = 1),
 checked against ``arviz_stats`` in the tests; it is ~20x faster than calling it per entry.
-``compare_models`` ranks fits by elpd_loo with standard errors of the differences.
+``loo`` returns arviz_stats' ELPD data object (``elpd.LOOResult``), its pointwise values on
+the observation dimension ``obs`` of a saved fit. ``compare_models`` ranks fits by elpd_loo
+with standard errors of the differences, matching entries by (pair, judge name).
+
+``add_log_likelihood`` / ``add_posterior_predictive`` put the pointwise log-likelihood
+(float32) and replicated labels (int8) into a fit's DataTree on that ``obs`` dimension,
+computed a piece of draws at a time (about 64 MB of logits at once), for ArviZ's own
+``loo``, ``loo_pit``, ``plot_ppc_dist``, ...
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import BayesDissectError
+from .model import OBS_DIM, label_index
 from .weights import TERMS, as_posterior, blas_single_thread
 
 #: Mid-p values below this or above 1 - this are flagged.
@@ -52,6 +60,15 @@ class _Problem:
     groups: list[str]
     properties: list[str]
     pair_ids: np.ndarray  # (N,) pair coordinate in sorted order
+    obs_row: np.ndarray  # (n_obs,) sorted row of each labelled entry, in obs order
+    obs_judge: np.ndarray  # (n_obs,) judge position of each labelled entry, in obs order
+    obs_coords: dict[str, Any]  # coordinates of the obs dim: obs, pair, judge
+
+    def obs_position(self) -> np.ndarray:
+        """(N, J) int64: the obs index of each labelled (sorted row, judge); -1 elsewhere."""
+        pos = np.full(self.mask.shape, -1, dtype=np.int64)
+        pos[self.obs_row, self.obs_judge] = np.arange(self.obs_row.size)
+        return pos
 
 
 def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
@@ -67,13 +84,21 @@ def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
     yv = np.asarray(data["y"].transpose("pair", "judge").values, dtype=float)[order]
     mask = ~np.isnan(yv)
     y = np.where(mask, yv, 0.0).astype(np.float32)
+    sorted_row = np.empty_like(order)
+    sorted_row[order] = np.arange(order.size)
+    pair_pos, judge_pos = label_index(data)
+    pair_all = np.asarray(data["pair"].values)
+    judge_all = np.asarray(data["judge"].values)
+    obs_coords = {OBS_DIM: np.arange(pair_pos.size), "pair": (OBS_DIM, pair_all[pair_pos]),
+                  "judge": (OBS_DIM, judge_all[judge_pos])}
     return _Problem(
         x=np.ascontiguousarray(x), y=y, mask=mask, yt=np.ascontiguousarray(y.T),
         maskt=np.ascontiguousarray(mask.T),
         slices=[slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(groups))],
         judges=[str(v) for v in data["judge"].values], groups=groups,
         properties=[str(v) for v in data["property"].values],
-        pair_ids=np.asarray(data["pair"].values)[order],
+        pair_ids=pair_all[order], obs_row=sorted_row[pair_pos], obs_judge=judge_pos,
+        obs_coords=obs_coords,
     )
 
 
@@ -124,6 +149,85 @@ def _draw_pieces(post: xr.Dataset, chunk: int):  # noqa: ANN202
     for c in range(post.sizes["chain"]):
         for start in range(0, post.sizes["draw"], chunk):
             yield post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk))
+
+
+def _entry_logits(post: xr.Dataset, pb: _Problem, chunk: int | None = None):  # noqa: ANN202
+    """Logits of the labelled entries in obs order, (d, n_obs) float32, a piece of at most
+    ``chunk`` draws at a time (default: about 64 MB of (d, J, N) logits), in (chain,
+    draw) order."""
+    chunk = chunk or _chunk_size(pb.mask.size)
+    for piece in _draw_pieces(post, chunk):
+        w, bias = _weights_np(piece, pb)
+        yield _logits(pb, w, bias)[:, pb.obs_judge, pb.obs_row]
+
+
+def _obs_dataset(post: xr.Dataset, pb: _Problem, values: np.ndarray,
+                 attrs: dict[str, Any]) -> xr.Dataset:
+    """``y`` (chain, draw, obs) from (chain * draw, n_obs) values."""
+    shape = (post.sizes["chain"], post.sizes["draw"], values.shape[-1])
+    return xr.Dataset({"y": (("chain", "draw", OBS_DIM), values.reshape(shape))},
+                      coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                              **pb.obs_coords}, attrs=attrs)
+
+
+def pointwise_log_likelihood(fit: Any, data: xr.Dataset | None = None,
+                             chunk: int | None = None) -> xr.Dataset:
+    """log P(y | draw) of every labelled entry: ``y`` (chain, draw, obs) float32, the
+    ``log_likelihood`` group of ArviZ (obs as in the fit's observed_data; no NaN padding).
+
+    ``fit`` is a Fit or a posterior (then pass ``data=``). Memory: the result (4 bytes per
+    draw and label) plus one piece of logits (``chunk`` draws, default ~64 MB)."""
+    post = as_posterior(fit)
+    pb = _problem(fit, data)
+    sign = np.where(pb.y[pb.obs_row, pb.obs_judge] > 0.5, 1.0, -1.0).astype(np.float32)
+    out = np.empty((post.sizes["chain"] * post.sizes["draw"], sign.size), dtype=np.float32)
+    pos = 0
+    with blas_single_thread():
+        for z in _entry_logits(post, pb, chunk):
+            z *= sign
+            out[pos:pos + z.shape[0]] = _log_sigmoid(z)
+            pos += z.shape[0]
+    return _obs_dataset(post, pb, out, {"sample_dims": ["chain", "draw"]})
+
+
+def posterior_predictive(fit: Any, data: xr.Dataset | None = None, seed: int = 0,
+                         chunk: int | None = None) -> xr.Dataset:
+    """Replicated labels of every labelled entry, one per draw: ``y`` (chain, draw, obs)
+    int8, the ``posterior_predictive`` group of ArviZ (y_rep ~ Bernoulli(sigmoid(logit)))."""
+    post = as_posterior(fit)
+    pb = _problem(fit, data)
+    rng = np.random.default_rng(seed)
+    out = np.empty((post.sizes["chain"] * post.sizes["draw"], pb.obs_row.size), dtype=np.int8)
+    pos = 0
+    with blas_single_thread():
+        for z in _entry_logits(post, pb, chunk):
+            with np.errstate(over="ignore"):
+                p = 1.0 / (1.0 + np.exp(-z))
+            out[pos:pos + z.shape[0]] = rng.random(z.shape, dtype=np.float32) < p
+            pos += z.shape[0]
+    return _obs_dataset(post, pb, out, {"sample_dims": ["chain", "draw"], "seed": int(seed)})
+
+
+def add_log_likelihood(fit: Any, chunk: int | None = None) -> Any:
+    """``fit`` with the ``log_likelihood`` group (``pointwise_log_likelihood``) set in
+    ``fit.idata`` (in place, as ArviZ's ``extend_inferencedata``); returns ``fit``."""
+    _tree_of(fit)["log_likelihood"] = xr.DataTree(pointwise_log_likelihood(fit, chunk=chunk))
+    return fit
+
+
+def add_posterior_predictive(fit: Any, seed: int = 0, chunk: int | None = None) -> Any:
+    """``fit`` with the ``posterior_predictive`` group (``posterior_predictive``) set in
+    ``fit.idata`` (in place); returns ``fit``."""
+    _tree_of(fit)["posterior_predictive"] = xr.DataTree(
+        posterior_predictive(fit, seed=seed, chunk=chunk))
+    return fit
+
+
+def _tree_of(fit: Any) -> xr.DataTree:
+    tree = getattr(fit, "idata", None)
+    if not isinstance(tree, xr.DataTree):
+        raise BayesDissectError(f"expected a Fit (with .idata), got {type(fit).__name__}")
+    return tree
 
 
 def _mid_p(rep: np.ndarray, obs: np.ndarray) -> np.ndarray:
@@ -405,30 +509,6 @@ def _gpdfit_rows(ary: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndar
     return k_out, s_out
 
 
-@dataclass
-class LOOResult:
-    """PSIS-LOO of a fit: totals, per-judge breakdown and pointwise values (entry order:
-    judge by judge, pairs sorted by group, labelled entries only)."""
-
-    name: str
-    elpd_loo: float
-    se: float
-    p_loo: float
-    n_obs: int
-    n_draws: int
-    k_threshold: float
-    n_bad_k: int
-    by_judge: pd.DataFrame
-    pointwise: np.ndarray  # (n_obs,) elpd_loo_i
-    pareto_k: np.ndarray  # (n_obs,)
-    keys: np.ndarray  # (n_obs, 2) int64: pair id, judge position
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"model": self.name, "elpd_loo": self.elpd_loo, "se": self.se,
-                              "p_loo": self.p_loo, "n_obs": self.n_obs,
-                              "n_draws": self.n_draws, "n_bad_k": self.n_bad_k}])
-
-
 def _fit_name(fit: Any, default: str) -> str:
     spec = getattr(fit, "spec", None)
     return str(getattr(spec, "name", None) or default)
@@ -468,9 +548,15 @@ def _loo_judge(post: xr.Dataset, pb: _Problem, ji: int, gid: np.ndarray, rows_pe
 
 
 def loo(fit: Any, data: xr.Dataset | None = None, name: str | None = None,
-        chunk_bytes: float = 64e6) -> LOOResult:
+        chunk_bytes: float = 64e6) -> Any:
     """PSIS-LOO over every labelled (pair, judge) entry, judge by judge and in chunks of
-    pairs so at most ~``chunk_bytes`` of log-likelihood is held at once."""
+    pairs so at most ~``chunk_bytes`` of log-likelihood is held at once.
+
+    Returns an ``elpd.LOOResult``: arviz_stats' ``ELPDDataLOO`` (``arviz_stats.compare``,
+    ``arviz_plots.plot_khat`` take it) with ``elpd_i`` and ``pareto_k`` on the obs dim of
+    the fit's observed_data, plus ``by_judge``, ``n_bad_k`` and ``name``."""
+    from .elpd import LOOResult
+
     post = as_posterior(fit)
     pb = _problem(fit, data)
     s = post.sizes["chain"] * post.sizes["draw"]
@@ -479,71 +565,110 @@ def loo(fit: Any, data: xr.Dataset | None = None, name: str | None = None,
     for gi, sl in enumerate(pb.slices):
         gid[sl] = gi
     thresh = min(1 - 1 / np.log10(s), 0.7) if s > 10 else 0.7
-    elpd_all, k_all, p_all, keys, per_judge = [], [], [], [], []
+    n_obs = int(pb.obs_row.size)
+    elpd, p_loo, kk = np.empty(n_obs), np.empty(n_obs), np.empty(n_obs)
+    where = pb.obs_position()
+    per_judge = []
     with blas_single_thread():
         for ji, judge in enumerate(pb.judges):
             rows, e, p, k = _loo_judge(post, pb, ji, gid, rows_per_chunk)
-            elpd_all.append(e)
-            p_all.append(p)
-            k_all.append(k)
-            keys.append(np.column_stack([pb.pair_ids[rows], np.full(rows.size, ji)]))
+            at = where[rows, ji]
+            elpd[at], p_loo[at], kk[at] = e, p, k
             per_judge.append({
                 "judge": judge, "n": int(rows.size), "elpd_loo": float(e.sum()),
                 "se": float(np.sqrt(rows.size * e.var())) if rows.size else 0.0,
                 "p_loo": float(p.sum()), "k_max": float(np.nanmax(k)) if k.size else 0.0,
                 "n_bad_k": int((~(k <= thresh)).sum())})
-    elpd = np.concatenate(elpd_all)
-    kk = np.concatenate(k_all)
-    n_obs = int(elpd.size)
+    n_bad = int((~(kk <= thresh)).sum())
+    coords = pb.obs_coords
     return LOOResult(
-        name=name or _fit_name(fit, "model"), elpd_loo=float(elpd.sum()),
-        se=float(np.sqrt(n_obs * elpd.var())), p_loo=float(np.concatenate(p_all).sum()),
-        n_obs=n_obs, n_draws=s, k_threshold=float(thresh),
-        n_bad_k=int((~(kk <= thresh)).sum()), by_judge=pd.DataFrame(per_judge),
-        pointwise=elpd, pareto_k=kk, keys=np.concatenate(keys))
+        elpd=float(elpd.sum()), se=float(np.sqrt(n_obs * elpd.var())), p=float(p_loo.sum()),
+        n_samples=s, n_data_points=n_obs, scale="log", warning=n_bad > 0,
+        good_k=float(thresh), elpd_i=xr.DataArray(elpd, dims=OBS_DIM, coords=coords),
+        pareto_k=xr.DataArray(kk, dims=OBS_DIM, coords=coords),
+        p_loo_i=xr.DataArray(p_loo, dims=OBS_DIM, coords=coords),
+        name=name or _fit_name(fit, "model"), by_judge=pd.DataFrame(per_judge), n_bad_k=n_bad,
+        observed=pb.y[pb.obs_row, pb.obs_judge].astype(np.int8))
 
 
 COMPARE_COLUMNS = ["rank", "model", "elpd_loo", "se", "elpd_diff", "se_diff", "p_loo",
                    "n_obs", "n_bad_k"]
 
 
+def _entry_keys(res: Any, name: str) -> pd.MultiIndex:
+    """(pair, judge name) of each pointwise value of an ELPD result."""
+    da = getattr(res, "elpd_i", None)
+    if da is None or not {"pair", "judge"} <= set(da.coords):
+        raise BayesDissectError(f"compare-models: {name!r} has no pointwise values with pair "
+                                "and judge coordinates (use bayesdissect.loo)")
+    keys = pd.MultiIndex.from_arrays([np.asarray(da["pair"].values).astype(str),
+                                      np.asarray(da["judge"].values).astype(str)])
+    if keys.has_duplicates:
+        raise BayesDissectError(f"compare-models: {name!r} has repeated (pair, judge) entries")
+    return keys
+
+
 def compare_models(fits: list[Any], names: list[str] | None = None) -> pd.DataFrame:
-    """Rank fits (or precomputed ``LOOResult``s) of the same data by elpd_loo, best first.
-    ``elpd_diff`` / ``se_diff``: difference to the best and the standard error of that
-    difference from the paired pointwise values (sqrt(n var(diff_i))). All fits must cover
-    the same labelled (pair, judge) entries."""
+    """Rank fits (or their ``loo`` results) of the same labels by elpd_loo, best first.
+
+    Pointwise values are matched by (pair, judge name), never by position, so the order of
+    judges or pairs in each fit does not matter. ``elpd_diff`` follows ArviZ: this model's
+    elpd_loo minus the best one's (0 for the best, negative for the rest); ``se_diff`` is
+    the standard error of that difference from the paired pointwise values
+    (sqrt(n var(diff_i))). Fits whose labelled (pair, judge) entries or labels differ are
+    refused (``BayesDissectError``): LOO compares models of the same data."""
     if len(fits) < 2:
         raise BayesDissectError("compare-models needs at least two fits")
-    results = []
+    from arviz_stats import ELPDData
+
+    results, labels = [], []
     for i, f in enumerate(fits):
-        nm = names[i] if names else None
-        results.append(f if isinstance(f, LOOResult) else loo(f, name=nm or _fit_name(
-            f, f"model{i + 1}")))
+        given = names[i] if names else None
+        r = f if isinstance(f, ELPDData) else loo(f, name=given or _fit_name(
+            f, f"model{i + 1}"))
+        results.append(r)
+        labels.append(given or str(getattr(r, "name", None) or f"model{i + 1}"))
     seen: dict[str, int] = {}
-    for r in results:  # unique names
-        seen[r.name] = seen.get(r.name, 0) + 1
-        if seen[r.name] > 1:
-            r.name = f"{r.name}_{seen[r.name]}"
-    ref = results[0]
-    order0 = np.lexsort((ref.keys[:, 1], ref.keys[:, 0]))
+    for i, nm in enumerate(labels):  # unique names
+        seen[nm] = seen.get(nm, 0) + 1
+        if seen[nm] > 1:
+            labels[i] = f"{nm}_{seen[nm]}"
+    ref, ref_name = results[0], labels[0]
+    ref_keys = _entry_keys(ref, ref_name)
+    ref_y = getattr(ref, "observed", None)
     aligned = []
-    for r in results:
-        if r.n_obs != ref.n_obs:
-            raise BayesDissectError(f"fits cover different data: {ref.name!r} has {ref.n_obs} "
-                                    f"labelled entries, {r.name!r} has {r.n_obs}")
-        o = np.lexsort((r.keys[:, 1], r.keys[:, 0]))
-        if not np.array_equal(r.keys[o], ref.keys[order0]):
-            raise BayesDissectError(f"fits cover different (pair, judge) entries: {ref.name!r} "
-                                    f"vs {r.name!r}; compare fits of the same data")
-        aligned.append(r.pointwise[o])
-    best = int(np.argmax([r.elpd_loo for r in results]))
+    for r, nm in zip(results, labels, strict=True):
+        keys = _entry_keys(r, nm)
+        idx = keys.get_indexer(ref_keys)
+        shared = int((idx >= 0).sum())
+        if len(keys) != len(ref_keys) or shared != len(ref_keys):
+            raise BayesDissectError(
+                f"compare-models: fits of different data: {ref_name!r} has {len(ref_keys)} "
+                f"labelled (pair, judge) entries, {nm!r} has {len(keys)}, {shared} in common; "
+                "compare fits of the same labels")
+        y = getattr(r, "observed", None)
+        if ref_y is not None and y is not None:
+            differ = int((np.asarray(y)[idx] != np.asarray(ref_y)).sum())
+            if differ:
+                raise BayesDissectError(
+                    f"compare-models: fits of different data: {ref_name!r} and {nm!r} "
+                    f"disagree on {differ} of {len(ref_keys)} labels of the same (pair, "
+                    "judge) entries; compare fits of the same labels")
+        aligned.append(np.asarray(r.elpd_i.values, dtype=float)[idx])
+    elpds = [float(r.elpd) for r in results]
+    best = int(np.argmax(elpds))
     rows = []
-    for r, pw in zip(results, aligned, strict=True):
-        diff = aligned[best] - pw
-        rows.append({"model": r.name, "elpd_loo": r.elpd_loo, "se": r.se,
-                     "elpd_diff": float(-diff.sum()) + 0.0,
+    for r, nm, pw, e in zip(results, labels, aligned, elpds, strict=True):
+        diff = pw - aligned[best]
+        k = getattr(r, "pareto_k", None)
+        n_bad = getattr(r, "n_bad_k", None)
+        if n_bad is None and k is not None:
+            n_bad = int((~(np.asarray(k.values) <= r.good_k)).sum())
+        rows.append({"model": nm, "elpd_loo": e, "se": float(r.se),
+                     "elpd_diff": float(diff.sum()) + 0.0,
                      "se_diff": float(np.sqrt(diff.size * diff.var())),
-                     "p_loo": r.p_loo, "n_obs": r.n_obs, "n_bad_k": r.n_bad_k})
+                     "p_loo": float(r.p), "n_obs": int(r.n_data_points),
+                     "n_bad_k": int(n_bad or 0)})
     df = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False).reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df[COMPARE_COLUMNS]

@@ -123,9 +123,12 @@ def test_potential_likelihood_equals_observed_and_float32_is_close(missing: floa
 
 
 def test_pointwise_log_likelihood_matches_numpy() -> None:
+    """float32 log-likelihood of each labelled entry on the obs dim (no NaN padding), in
+    the order of label_index, equal to numpy's per draw."""
     import xarray as xr
 
-    from bayesdissect.fitting import pointwise_log_likelihood
+    from bayesdissect.model import label_index
+    from bayesdissect.ppc import pointwise_log_likelihood
 
     data, truth = make_dataset(3, 2, 40, 3, seed=9, missing=0.2)
     rng = np.random.default_rng(0)
@@ -135,8 +138,62 @@ def test_pointwise_log_likelihood_matches_numpy() -> None:
                               "group": sorted(set(data.group.values)),
                               "property": data.property})
     ll = pointwise_log_likelihood(post, data)["y"]
+    n_obs = int(data.y.notnull().sum())
+    assert ll.dims == ("chain", "draw", "obs") and ll.shape == (2, 3, n_obs)
+    assert ll.dtype == np.float32 and not ll.isnull().any()
+    pi, ji = label_index(data)
+    np.testing.assert_array_equal(ll.pair.values, data.pair.values[pi])
+    np.testing.assert_array_equal(ll.judge.values, data.judge.values[ji])
     for c, d in ((0, 0), (1, 2)):
-        ref_total = _loglik_numpy(data.x.values, data.y.values, truth["group_index"], w[c, d],
-                                  np.zeros(3))
-        assert np.isclose(float(ll.isel(chain=c, draw=d).sum()), ref_total, rtol=1e-10)
-    assert int(ll.isel(chain=0, draw=0).isnull().sum()) == int(data.y.isnull().sum())
+        logits = np.einsum("ik,jik->ij", data.x.values, w[c, d][:, truth["group_index"], :])
+        y = data.y.values
+        ref = np.where(y == 1, -np.logaddexp(0, -logits), -np.logaddexp(0, logits))[pi, ji]
+        np.testing.assert_allclose(ll.isel(chain=c, draw=d).values, ref, rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_label_index_ignores_the_order_of_pairs_and_judges() -> None:
+    from bayesdissect.model import label_index
+
+    data, _ = make_dataset(4, 2, 30, 2, seed=3, missing=0.3)
+    shuffled = data.isel(judge=[2, 0, 3, 1], pair=np.random.default_rng(0).permutation(30))
+    keys = []
+    for d in (data, shuffled):
+        pi, ji = label_index(d)
+        keys.append(list(zip(d.pair.values[pi].tolist(), d.judge.values[ji].tolist(),
+                             strict=True)))
+    assert keys[0] == keys[1] and len(keys[0]) == int(data.y.notnull().sum())
+    assert keys[0] == sorted(keys[0])
+
+
+def test_default_model_samples_its_prior() -> None:
+    """pm.sample_prior_predictive works on the default (radial) spec, and the radial
+    helpers' forward draws give the prior the sampler sees: sigma ~ HalfNormal(s) (mean
+    s sqrt(2/pi)) and zero-sum offsets with E[offset^2] = s^2 (1 - 1/J). 4,000 draws:
+    the mean of sigma has sd s sqrt(1 - 2/pi) / sqrt(4000) ~ 0.0048 (s = 0.5); 5 sd."""
+    import pymc as pm
+
+    data, _ = make_dataset(10, 4, 120, 2, seed=5, missing=0.1)
+    spec = load_spec("hierarchical")
+    model = build_model(spec, data)
+    assert {"z_judge_lognorm", "z_judge_logsize"} <= _free(model)  # radial is in use
+    with model:
+        idata = pm.sample_prior_predictive(draws=4000, random_seed=3)
+    prior = idata["prior"]
+    s = spec.levels["judge"].sigma_scale
+    sig = prior["sigma_judge"].values.ravel()
+    assert abs(sig.mean() - s * np.sqrt(2 / np.pi)) < 5 * s * np.sqrt(1 - 2 / np.pi) / np.sqrt(
+        sig.size)
+    off = prior["judge_offset"]
+    np.testing.assert_allclose(off.sum("judge").values, 0.0, atol=1e-9)
+    sq = float((off**2).mean())
+    assert abs(sq - s**2 * (1 - 1 / 10)) < 0.05 * s**2  # sd of the mean ~0.6% here
+    y = idata["prior_predictive"]["y"]
+    assert y.sizes["obs"] == int(data.y.notnull().sum())
+    assert set(np.unique(y.values)) <= {0.0, 1.0}
+    # the model that fit samples (its likelihood a Potential, which forward sampling
+    # skips, as PyMC warns) draws the prior too
+    fast = build_model(spec, data, likelihood="potential")
+    with fast, pytest.warns(UserWarning, match="Potentials"):
+        fast_prior = pm.sample_prior_predictive(draws=10, random_seed=1)["prior"]
+    assert np.isfinite(fast_prior["sigma_cell"].values).all()

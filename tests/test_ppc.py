@@ -106,6 +106,41 @@ def test_misspecified_pooled_is_flagged_and_loses(setup) -> None:
     assert -table.elpd_diff.iloc[1] > 4 * table.se_diff.iloc[1]
 
 
+def test_compare_models_matches_entries_by_judge_name_not_position(setup) -> None:
+    """The same posterior and data with the judges (and pairs) in another order is the same
+    model: elpd_diff and se_diff ~0 (matching by position gave a large se_diff)."""
+    data, truth = setup
+    post = _posterior(data, truth, ALL, noise=0.1)
+    perm = [3, 0, 5, 1, 4, 2]
+    pairs = np.random.default_rng(1).permutation(data.sizes["pair"])
+    a = loo(post, data=data, name="a")
+    b = loo(post.isel(judge=perm), data=data.isel(judge=perm, pair=pairs), name="b")
+    table = compare_models([a, b])
+    assert table.elpd_diff.abs().max() < 1e-6 * abs(a.elpd_loo)
+    assert table.se_diff.max() < 1e-6 * a.se
+    # ArviZ's sign convention: elpd_diff = this model's elpd minus the best one's (<= 0)
+    bad = loo(_posterior(data, truth, ["mu", "bias"]), data=data, name="pooled")
+    t2 = compare_models([bad, a])
+    assert list(t2.model) == ["a", "pooled"] and t2.elpd_diff.iloc[1] < 0
+    assert t2.elpd_diff.iloc[1] == pytest.approx(bad.elpd_loo - a.elpd_loo)
+
+
+def test_loo_is_arviz_elpd_data(setup) -> None:
+    """bd.loo returns arviz_stats' ELPD object: its compare and plot_khat take it, and its
+    pointwise values sit on the observation dim with pair and judge coordinates."""
+    import arviz_stats
+
+    data, truth = setup
+    res = loo(_posterior(data, truth, ALL), data=data, name="hier")
+    assert isinstance(res, arviz_stats.ELPDDataLOO) and res.kind == "loo"
+    assert res.elpd_i.dims == ("obs",) and {"pair", "judge"} <= set(res.elpd_i.coords)
+    assert res.pareto_k.sizes["obs"] == res.n_obs == int(data.y.notnull().sum())
+    assert res.elpd == res.elpd_loo and res.p == res.p_loo and res.good_k == res.k_threshold
+    table = arviz_stats.compare({"a": res, "b": res})
+    assert float(table.loc["b", "elpd_diff"]) == 0.0
+    assert "elpd_loo" in str(res)
+
+
 def test_loo_chunking_is_invariant_and_per_judge_sums(setup) -> None:
     data, truth = setup
     post = _posterior(data, truth, ALL, noise=0.1)
@@ -127,8 +162,18 @@ def test_compare_models_rejects_different_data(setup) -> None:
     other = data.isel(pair=slice(0, 300))
     a = loo(_posterior(data, truth, ALL), data=data, name="a")
     b = loo(_posterior(other, truth, ALL), data=other, name="b")
-    with pytest.raises(BayesDissectError, match="different"):
+    with pytest.raises(BayesDissectError, match="different data") as err:
         compare_models([a, b])
+    assert "\n" not in str(err.value)
+    # the same (pair, judge) entries with other labels are other data, too
+    flipped = data.assign(y=1.0 - data.y)
+    c = loo(_posterior(data, truth, ALL), data=flipped, name="c")
+    with pytest.raises(BayesDissectError, match=r"disagree on \d+ of"):
+        compare_models([a, c])
+    # other judges
+    d = loo(_posterior(data, truth, ALL), data=data.isel(judge=[0, 1, 2]), name="d")
+    with pytest.raises(BayesDissectError, match="different data"):
+        compare_models([a, d])
     with pytest.raises(BayesDissectError, match="at least two"):
         compare_models([a])
     with pytest.raises(BayesDissectError, match="need the fitted data"):
@@ -154,7 +199,7 @@ def test_real_fit_loo_matches_arviz_on_brute_force_loglik() -> None:
     from _query_fits import small_fits
 
     f = small_fits()
-    post = f["hier"].draws
+    post = f["hier"].posterior
     data = f["data"]
     groups = sorted(set(data.group.values.tolist()))
     gi = np.searchsorted(groups, data.group.values)
@@ -168,7 +213,7 @@ def test_real_fit_loo_matches_arviz_on_brute_force_loglik() -> None:
     ll_j = np.moveaxis(ll[:, :, ~np.isnan(y[:, j]), j], -1, 0)  # (n, C, D)
     e_ref, _, _ = array_stats.loo(ll_j, chain_axis=-2, draw_axis=-1)
     res = loo(f["hier"])
-    mine = res.keys[:, 1] == j
-    got = dict(zip(res.keys[mine, 0].tolist(), res.pointwise[mine], strict=True))
+    mine = res.elpd_i.judge.values == data.judge.values[j]
+    got = dict(zip(res.elpd_i.pair.values[mine].tolist(), res.pointwise[mine], strict=True))
     pairs = data.pair.values[~np.isnan(y[:, j])]
     np.testing.assert_allclose([got[p] for p in pairs], e_ref, atol=2e-4)
