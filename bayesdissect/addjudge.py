@@ -579,35 +579,40 @@ def _chol_solve_t(chol: np.ndarray, eps: np.ndarray) -> np.ndarray:
 
 
 def _posterior_dataset(fit: Any) -> xr.Dataset:
-    tree = fit.posterior
-    node = tree["posterior"] if "posterior" in getattr(tree, "children", {}) else tree
-    return node.to_dataset() if hasattr(node, "to_dataset") else node
+    from .weights import as_posterior
+
+    return as_posterior(fit)
 
 
 def _with_posterior(fit: Any, post: xr.Dataset) -> xr.DataTree:
-    """FIT's DataTree with the posterior group replaced; other groups that carry a judge dim
-    (log likelihood, predictive draws) cannot be extended to the new judge and are dropped."""
+    """FIT's DataTree with the posterior group replaced. Groups on the judge or observation
+    dims (warm-up draws, log likelihood, predictive draws) cannot be extended to the new
+    judge and are dropped; observed_data / constant_data are rebuilt from the new data by
+    the Fit."""
+    from .fitting import DATA_GROUPS
+    from .model import OBS_DIM
+
     groups: dict[str, xr.Dataset] = {"posterior": post}
-    tree = fit.posterior
+    tree = getattr(fit, "idata", None)
+    if not isinstance(tree, xr.DataTree):
+        tree = getattr(fit, "posterior", None)
     for name, child in getattr(tree, "children", {}).items():
-        if name == "posterior":
+        if name == "posterior" or name in DATA_GROUPS:
             continue
         ds = child.to_dataset()
-        if "judge" in ds.dims:
+        if "judge" in ds.dims or OBS_DIM in ds.dims:
             continue
         groups[name] = ds
-    out = xr.DataTree.from_dict(groups)
-    out.attrs = dict(getattr(tree, "attrs", {}) or {})
-    return out
+    return xr.DataTree.from_dict(groups)
 
 
-def _make_fit(fit: Any, data: xr.Dataset, posterior: xr.DataTree, diagnostics: dict) -> Any:
-    """A Fit like ``fit`` with new data, posterior and diagnostics."""
-    import dataclasses
+def _make_fit(fit: Any, data: xr.Dataset, idata: xr.DataTree, diagnostics: dict) -> Any:
+    """A Fit like ``fit`` (same spec and settings) with new data, tree and diagnostics."""
+    from .fitting import Fit
 
-    if dataclasses.is_dataclass(fit):
-        return dataclasses.replace(fit, data=data, posterior=posterior, diagnostics=diagnostics)
-    return type(fit)(data=data, spec=fit.spec, posterior=posterior, diagnostics=diagnostics)
+    if isinstance(fit, Fit):
+        return Fit(data, fit.spec, idata, diagnostics, fit.settings)
+    return type(fit)(data=data, spec=fit.spec, posterior=idata, diagnostics=diagnostics)
 
 
 def _append_judge(post: xr.Dataset, name: str, draws: dict[str, np.ndarray]) -> xr.Dataset:
@@ -837,7 +842,7 @@ def add_judge(
         diag["add_judge"] = {"method": "exact", "judge": name, "warm_start": warm,
                              "labelled_pairs": int(np.isfinite(y_new.values).sum()),
                              "seconds": time.perf_counter() - t0}
-        return _make_fit(new_fit, new_fit.data, new_fit.posterior, diag)
+        return _make_fit(new_fit, new_fit.data, new_fit.idata, diag)
     post = _posterior_dataset(fit)
     if "w_cell" in post:
         # paper spec: the posterior factorises over judges, so fitting only the new judge's

@@ -1,9 +1,20 @@
 """Fit a model spec to a dataset with NUTS, and save / load the result (model.md §4).
 
-``fit(data, model="hierarchical", ...)`` returns a ``Fit`` holding the data actually fitted,
-the spec, the posterior (an ``xarray.DataTree`` with groups ``posterior`` and
-``sample_stats``) and the diagnostics. ``Fit.save(path)`` writes ONE netCDF file;
-``load_fit(path)`` reads it back exactly, so a loaded fit answers queries without refitting.
+``fit(data, model="hierarchical", ...)`` returns a ``Fit``: the data actually fitted
+(``fit.data``, the contract Dataset with dims pair, judge, property), the spec, the
+diagnostics, and ``fit.idata``, a standard ArviZ 1.x DataTree with groups ``posterior``,
+``sample_stats`` (``warmup_posterior`` / ``warmup_sample_stats`` with ``keep_warmup=True``),
+``observed_data`` (the labels on one observation dimension ``obs`` over the labelled
+(pair, judge) entries, with pair and judge as its coordinates), ``constant_data``
+(features, groups, cases, pair ids, judge and property metadata, the data's attributes)
+and, when added, ``log_likelihood`` and ``posterior_predictive`` on the same ``obs``
+dimension. ``fit.posterior`` is the posterior group as a Dataset.
+
+``Fit.save(path)`` writes that tree as ONE netCDF file, with the spec, diagnostics and
+settings as JSON attributes of the root; ``load_fit(path)`` reads it back and rebuilds
+``fit.data`` exactly from observed_data and constant_data, so a loaded fit answers queries
+without refitting. Files of the previous format (``bayesdissect-fit/1``, with a custom
+``data`` group) still load.
 """
 
 from __future__ import annotations
@@ -13,52 +24,149 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ._io import atomic_path
-from .diagnostics import compute_diagnostics, warn_if_unconverged
+from .diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
 from .errors import BayesDissectError
-from .model import INTERNAL_PREFIXES, build_model
+from .model import INTERNAL_PREFIXES, OBS_DIM, build_model, label_index
 from .specs import SAMPLERS, ModelSpec, load_spec, spec_from_json
 
-FORMAT = "bayesdissect-fit/1"
+FORMAT = "bayesdissect-fit/2"
+#: The format before the standard ArviZ layout (a custom ``data`` group); still read.
+FORMAT_1 = "bayesdissect-fit/1"
+#: Groups built from ``Fit.data`` (the data's one source of truth in memory).
+DATA_GROUPS = ("observed_data", "constant_data")
 
 
-@dataclass
+def data_groups(data: xr.Dataset) -> dict[str, xr.Dataset]:
+    """``observed_data`` and ``constant_data`` of a contract dataset.
+
+    observed_data: ``y`` (int8 0/1) over the labelled entries on dim ``obs`` (order:
+    ``model.label_index``), with coordinates ``pair`` and ``judge`` on that dim; no NaN
+    padding. constant_data: everything else of ``data`` (x, group, case flags, the pair,
+    judge and property coordinates with their metadata, the attributes).
+    """
+    pair_pos, judge_pos = label_index(data)
+    y = data["y"]
+    vals = np.asarray(y.transpose("pair", "judge").values)[pair_pos, judge_pos]
+    observed = xr.Dataset(
+        {"y": (OBS_DIM, vals.astype(np.int8), dict(y.attrs))},
+        coords={OBS_DIM: np.arange(pair_pos.size),
+                "pair": (OBS_DIM, np.asarray(data["pair"].values)[pair_pos]),
+                "judge": (OBS_DIM, np.asarray(data["judge"].values)[judge_pos])},
+        attrs={"y_dtype": str(y.dtype), "y_dims": [str(d) for d in y.dims]})
+    return {"observed_data": observed, "constant_data": data.drop_vars("y")}
+
+
+def data_from_groups(observed: xr.Dataset, constant: xr.Dataset) -> xr.Dataset:
+    """The contract dataset back from ``data_groups``' two groups (NaN where unlabelled)."""
+    pairs = pd.Index(np.asarray(constant["pair"].values))
+    judges = pd.Index(np.asarray(constant["judge"].values).astype(str))
+    pi = pairs.get_indexer(np.asarray(observed["pair"].values))
+    ji = judges.get_indexer(np.asarray(observed["judge"].values).astype(str))
+    if (pi < 0).any() or (ji < 0).any():
+        raise BayesDissectError("observed_data: some (pair, judge) entries are not among "
+                                "constant_data's pairs and judges")
+    y = np.full((len(pairs), len(judges)), np.nan,
+                dtype=np.dtype(observed.attrs.get("y_dtype", "float64")))
+    y[pi, ji] = np.asarray(observed["y"].values)
+    da = xr.DataArray(y, dims=("pair", "judge"), attrs=dict(observed["y"].attrs))
+    dims = tuple(observed.attrs.get("y_dims", ("pair", "judge")))
+    return constant.assign(y=da.transpose(*dims))
+
+
+@dataclass(init=False, repr=False, eq=False)
 class Fit:
-    """A fitted model: data, spec, posterior DataTree, diagnostics."""
+    """A fitted model: ``data``, ``spec``, ``idata`` (the ArviZ DataTree), ``diagnostics``,
+    ``settings``; a dataclass, so ``dataclasses.replace(fit, spec=...)`` works.
 
-    data: xr.Dataset
+    ``idata`` holds the sampler's groups and the two groups built from ``data``
+    (observed_data, constant_data: rebuilt whenever ``data`` is set, so they always match
+    it). Build one from a tree (``idata=``) or from a posterior Dataset (``posterior=``;
+    a DataTree there is taken as a tree of groups). ``data=None`` rebuilds the data from
+    the tree's observed_data and constant_data.
+    """
+
+    data: xr.Dataset  # a property (below): setting it rebuilds the data groups
     spec: ModelSpec
-    posterior: xr.DataTree
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=dict)
+    idata: xr.DataTree
+    diagnostics: dict[str, Any]
+    settings: dict[str, Any]
+
+    def __init__(self, data: xr.Dataset | None, spec: ModelSpec,
+                 idata: xr.DataTree | None = None, diagnostics: dict[str, Any] | None = None,
+                 settings: dict[str, Any] | None = None, *,
+                 posterior: xr.Dataset | xr.DataTree | None = None) -> None:
+        groups: dict[str, xr.Dataset] = {}
+        for tree in (idata, posterior if isinstance(posterior, xr.DataTree) else None):
+            if tree is not None:
+                groups.update({str(n): c.to_dataset() for n, c in tree.children.items()})
+        if isinstance(posterior, xr.Dataset):
+            groups["posterior"] = posterior
+        if "posterior" not in groups:
+            raise BayesDissectError("Fit: no posterior (give idata= with a posterior group "
+                                    "or posterior=)")
+        if data is None:
+            if not set(DATA_GROUPS) <= set(groups):
+                raise BayesDissectError("Fit: no data (give data= or a tree with "
+                                        "observed_data and constant_data)")
+            data = data_from_groups(groups["observed_data"], groups["constant_data"])
+        self.spec = spec
+        self.diagnostics: dict[str, Any] = dict(diagnostics or {})
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.idata = xr.DataTree.from_dict({n: ds for n, ds in groups.items()
+                                            if n not in DATA_GROUPS})
+        self.data = data
 
     @property
-    def draws(self) -> xr.Dataset:
-        """The posterior draws as a Dataset (chain, draw, ...)."""
-        return self.posterior["posterior"].to_dataset()
+    def data(self) -> xr.Dataset:
+        """The fitted data (contract Dataset: dims pair, judge, property)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: xr.Dataset) -> None:
+        self._data = value
+        for name, ds in data_groups(value).items():
+            self.idata[name] = xr.DataTree(ds)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws (chain, draw, ...): the tree's ``posterior`` group."""
+        return self.idata["posterior"].to_dataset()
+
+    @posterior.setter
+    def posterior(self, value: xr.Dataset) -> None:
+        self.idata["posterior"] = xr.DataTree(value)
 
     @property
     def sample_stats(self) -> xr.Dataset:
-        return self.posterior["sample_stats"].to_dataset()
+        """The sampler statistics (chain, draw) after warm-up."""
+        if "sample_stats" not in self.idata.children:
+            return xr.Dataset()
+        return self.idata["sample_stats"].to_dataset()
+
+    @property
+    def draws(self) -> xr.Dataset:
+        """Deprecated name of ``posterior``."""
+        warnings.warn("Fit.draws is deprecated: use Fit.posterior (the posterior group as a "
+                      "Dataset); the whole DataTree is Fit.idata", DeprecationWarning,
+                      stacklevel=2)
+        return self.posterior
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fit to one netCDF file, atomically (a failure leaves no file)."""
-        tree = xr.DataTree(dataset=xr.Dataset(attrs={
-            "format": FORMAT,
-            "spec": self.spec.to_json(),
-            "diagnostics": json.dumps(self.diagnostics, default=_jsonable),
-            "settings": json.dumps(self.settings, default=_jsonable),
-        }))
-        for name, child in self.posterior.children.items():
-            tree[name] = xr.DataTree(child.to_dataset())
-        tree["data"] = xr.DataTree(self.data)
+        tree = xr.DataTree.from_dict({str(n): _clean(c.to_dataset())
+                                      for n, c in self.idata.children.items()})
+        tree.attrs = {"format": FORMAT, "spec": self.spec.to_json(),
+                      "diagnostics": json.dumps(self.diagnostics, default=_jsonable),
+                      "settings": json.dumps(self.settings, default=_jsonable)}
         with atomic_path(path) as tmp:
             tree.to_netcdf(tmp, engine=_engine())
         return Path(path)
@@ -86,8 +194,37 @@ def _engine() -> str:
     return "netcdf4" if importlib.util.find_spec("netCDF4") is not None else "h5netcdf"
 
 
+def _restore_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """ArviZ's ``sample_dims`` attribute as a list (format 1 stored it as JSON text)."""
+    sd = ds.attrs.get("sample_dims")
+    if isinstance(sd, str) and sd.startswith("["):
+        ds.attrs["sample_dims"] = json.loads(sd)
+    elif isinstance(sd, str):
+        ds.attrs["sample_dims"] = [sd]
+    return ds
+
+
+def _groups_from_format_1(tree: xr.DataTree) -> dict[str, xr.Dataset]:
+    """Format 1's groups in today's layout: ``data`` -> observed_data / constant_data; a
+    (pair, judge) NaN-padded log_likelihood -> the labelled entries on ``obs``."""
+    groups = {str(n): _restore_attrs(c.to_dataset()) for n, c in tree.children.items()}
+    data = groups.pop("data")
+    if "sample_stats" in groups:
+        groups["sample_stats"] = standard_stats(groups["sample_stats"])
+    groups.update(data_groups(data))
+    ll = groups.pop("log_likelihood", None)
+    if ll is not None and "y" in ll and {"pair", "judge"} <= set(ll["y"].dims):
+        obs = groups["observed_data"]
+        sel = {d: xr.DataArray(np.asarray(obs[d].values), dims=OBS_DIM) for d in ("pair", "judge")}
+        y = ll["y"].sel(sel).transpose("chain", "draw", OBS_DIM).astype(np.float32)
+        groups["log_likelihood"] = xr.Dataset({"y": y.reset_coords(drop=True)},
+                                              attrs={"sample_dims": ["chain", "draw"]}
+                                              ).assign_coords(obs.coords)
+    return groups
+
+
 def load_fit(path: str | os.PathLike[str]) -> Fit:
-    """Read a fit written by ``Fit.save``."""
+    """Read a fit written by ``Fit.save`` (this format or the previous one)."""
     p = Path(path)
     if not p.is_file():
         raise BayesDissectError(f"fit file {p}: not found")
@@ -97,17 +234,31 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     except (OSError, ValueError) as exc:
         raise BayesDissectError(f"fit file {p}: not a readable netCDF fit ({exc})") from None
     attrs = tree.attrs
-    if attrs.get("format") != FORMAT or not {"posterior", "sample_stats", "data"} <= set(
-            tree.children):
+    fmt = attrs.get("format")
+    children = set(tree.children)
+    if fmt == FORMAT and {"posterior", *DATA_GROUPS} <= children:
+        groups = {str(n): c.to_dataset() for n, c in tree.children.items()}
+    elif fmt == FORMAT_1 and {"posterior", "sample_stats", "data"} <= children:
+        try:
+            groups = _groups_from_format_1(tree)
+        except (KeyError, ValueError, IndexError, BayesDissectError) as exc:
+            raise BayesDissectError(f"fit file {p}: written by an older bayesdissect "
+                                    f"({FORMAT_1}) and could not be converted ({exc}); refit "
+                                    "it with 'bayesdissect fit'") from None
+    else:
         raise BayesDissectError(f"fit file {p}: not a bayesdissect fit (expected format "
-                                f"{FORMAT!r} with groups posterior, sample_stats, data)")
-    out = xr.DataTree()
-    for name, child in tree.children.items():
-        if name != "data":
-            out[name] = xr.DataTree(child.to_dataset())
-    return Fit(data=tree["data"].to_dataset(), spec=spec_from_json(attrs["spec"]),
-               posterior=out, diagnostics=json.loads(attrs["diagnostics"]),
-               settings=json.loads(attrs.get("settings", "{}")))
+                                f"{FORMAT!r} with groups posterior, observed_data, "
+                                f"constant_data; found format {fmt!r}, groups "
+                                f"{sorted(children)})")
+    try:
+        spec = spec_from_json(attrs["spec"])
+        diagnostics = json.loads(attrs["diagnostics"])
+        settings = json.loads(attrs.get("settings", "{}"))
+        data = data_from_groups(groups["observed_data"], groups["constant_data"])
+    except (KeyError, ValueError) as exc:
+        raise BayesDissectError(f"fit file {p}: damaged metadata ({exc}); refit it with "
+                                "'bayesdissect fit'") from None
+    return Fit(data, spec, xr.DataTree.from_dict(groups), diagnostics, settings)
 
 
 # ----------------------------------------------------------------------------- subsetting
@@ -162,8 +313,11 @@ _MIN_POSITIVE = 1e-6
 
 def _given_values(values: Any) -> tuple[dict[str, Any], bool]:
     """{name: DataArray | ndarray} from a Fit (posterior means) or a dict; strict for dicts."""
-    if isinstance(values, Fit) or isinstance(getattr(values, "posterior", None), xr.DataTree):
-        post = values.posterior["posterior"].to_dataset()
+    if isinstance(values, Fit) or isinstance(getattr(values, "posterior", None),
+                                             xr.DataTree | xr.Dataset):
+        from .weights import as_posterior
+
+        post = as_posterior(values)
         return {str(n): da.mean([d for d in ("chain", "draw") if d in da.dims])
                 for n, da in post.data_vars.items()}, False
     if isinstance(values, xr.Dataset):
@@ -408,9 +562,20 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
     for name in ds.coords:
         if ds[name].dtype == object:
             ds = ds.assign_coords({name: ds[name].astype(str)})
-    ds.attrs = {k: (v if isinstance(v, str | int | float) else json.dumps(v, default=_jsonable))
-                for k, v in ds.attrs.items()}
+    ds.attrs = {k: _attr(v) for k, v in ds.attrs.items()}
     return ds
+
+
+def _attr(value: Any) -> Any:
+    """A netCDF-storable attribute: numbers and text as they are, a list of text as a list
+    (ArviZ's ``sample_dims``), a bool as 0/1, anything else as JSON text."""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, str | int | float | np.integer | np.floating):
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    return json.dumps(value, default=_jsonable)
 
 
 def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
@@ -480,39 +645,6 @@ def _sample_pymc(model: Any, sampler: str, *, draws: int, tune: int, chains: int
     return tree, {"compile_seconds": max(0.0, (t1 - t0) - sampling), "sampling_seconds": sampling}
 
 
-def pointwise_log_likelihood(post: xr.Dataset, data: xr.Dataset) -> xr.Dataset:
-    """log P(y[pair, judge] | draw) for every label (NaN where unlabelled), from the draws.
-
-    Memory is chains x draws x pairs x judges floats: opt-in only.
-    """
-    from .model import TERM_NAMES
-
-    terms = [post[TERM_NAMES[t]] for t in ("mu", "judge", "group", "cell", "w_cell")
-             if TERM_NAMES[t] in post]
-    w = sum(terms)
-    groups = np.asarray(data["group"].values).astype(str)
-    x = data["x"].transpose("pair", "property")
-    y = data["y"].transpose("pair", "judge").values
-    out = np.full((post.sizes["chain"], post.sizes["draw"], data.sizes["pair"],
-                   data.sizes["judge"]), np.nan)
-    for g in np.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        wg = w.sel(group=g) if "group" in w.dims else w
-        wg = wg.broadcast_like(post["bias"] if "bias" in post else wg)
-        wg = wg.transpose("chain", "draw", *[d for d in ("judge",) if d in wg.dims], "property")
-        xw = np.einsum("ik,cd...k->cdi...", x.values[rows], wg.values)
-        if xw.ndim == 3:
-            xw = xw[..., None]
-        if "bias" in post:
-            xw = xw + post["bias"].transpose("chain", "draw", "judge").values[:, :, None, :]
-        sign = 2.0 * y[rows] - 1.0
-        with np.errstate(invalid="ignore"):  # NaN labels stay NaN
-            out[:, :, rows, :] = -np.logaddexp(0.0, -sign * xw)
-    return xr.Dataset({"y": (("chain", "draw", "pair", "judge"), out)},
-                      coords={"chain": post.chain, "draw": post.draw, "pair": data.pair,
-                              "judge": data.judge})
-
-
 def fit(
     data: xr.Dataset | str | os.PathLike[str],
     model: str | os.PathLike[str] | ModelSpec = "hierarchical",
@@ -531,6 +663,7 @@ def fit(
     adaptation: str | None = None,
     cores: int | None = None,
     log_likelihood: bool = False,
+    keep_warmup: bool = False,
     float32: bool | None = None,
     likelihood: str = "potential",
     warn: bool = True,
@@ -544,7 +677,9 @@ def fit(
     ``seed`` gives the same draws; without one a seed is drawn and recorded in
     ``fit.settings``. ``backend`` (``numba``/``jax``) and ``adaptation``
     (``diag``/``draw_diag``/``low_rank``) tune nutpie. ``log_likelihood=True`` adds the
-    pointwise log-likelihood group (pairs x judges x draws: large). ``float32``
+    pointwise log-likelihood group (``ppc.add_log_likelihood``: draws x labelled entries
+    float32, large at full size). ``keep_warmup=True`` keeps the warm-up draws and
+    statistics (groups ``warmup_posterior``, ``warmup_sample_stats``). ``float32``
     (default: the spec's ``sampler.float32``) evaluates the log density in single precision
     with float64 sums (about 2.5x faster gradients in JAX). ``likelihood``: ``"potential"``
     (one masked log-sigmoid sum per group, fastest) or ``"observed"`` (an observed ``y``
@@ -619,34 +754,39 @@ def fit(
                                          progressbar=progressbar, cores=cores, start=start)
     timings["build_seconds"] = t_built - t_start
     keep = _keep_vars(pm_model)
-    post = tree["posterior"].to_dataset()
-    post = _clean(post[[v for v in keep if v in post]])
-    if float32:
-        # the log density was single precision: float32 draws lose nothing and halve the
-        # file (a full-size default fit: ~0.3 instead of ~0.6 GB)
-        post = post.astype({v: np.float32 for v in post.data_vars
-                            if post[v].dtype == np.float64})
-    stats = _clean(tree["sample_stats"].to_dataset())
-    warm = tree["warmup_sample_stats"].to_dataset() if "warmup_sample_stats" in tree.children \
-        else None
-    if log_likelihood:
-        ll_ds = pointwise_log_likelihood(post, data)
+
+    def draws_of(group: str) -> xr.Dataset:
+        ds = tree[group].to_dataset()
+        ds = _clean(ds[[v for v in keep if v in ds]])
+        if float32:
+            # the log density was single precision: float32 draws lose nothing and halve
+            # the file (a full-size default fit: ~0.3 instead of ~0.6 GB)
+            wide = {v: np.float32 for v in ds.data_vars if ds[v].dtype == np.float64}
+            ds = ds.astype(wide) if wide else ds
+        return ds
+
+    post = draws_of("posterior")
+    stats = standard_stats(_clean(tree["sample_stats"].to_dataset()))
+    warm = (standard_stats(_clean(tree["warmup_sample_stats"].to_dataset()))
+            if "warmup_sample_stats" in tree.children else None)
     t_diag = time.perf_counter()
     timings["total_seconds"] = t_diag - t_start  # fit wall time, before diagnostics
     diag = compute_diagnostics(post, stats, timings, warmup_stats=warm)
     diag["diagnostics_seconds"] = time.perf_counter() - t_diag
-    out = xr.DataTree()
-    out["posterior"] = xr.DataTree(post)
-    out["sample_stats"] = xr.DataTree(stats)
-    if log_likelihood:
-        out["log_likelihood"] = xr.DataTree(_clean(ll_ds))
+    out = {"posterior": post, "sample_stats": stats}
+    if keep_warmup and warm is not None and "warmup_posterior" in tree.children:
+        out.update(warmup_posterior=draws_of("warmup_posterior"), warmup_sample_stats=warm)
     settings = {"sampler": sampler, "chains": chains, "draws": draws, "tune": tune,
                 "seed": seed, "target_accept": target_accept, "backend": backend,
                 "float32": float32, "likelihood": likelihood,
                 "adaptation": adaptation, "judges": _as_list(judges),
-                "groups": _as_list(groups), "subset": subset, "warm_start": start is not None}
-    result = Fit(data=_clean(data), spec=spec, posterior=out, diagnostics=diag,
-                 settings=settings)
+                "groups": _as_list(groups), "subset": subset,
+                "warm_start": start is not None, "keep_warmup": bool(keep_warmup)}
+    result = Fit(_clean(data), spec, xr.DataTree.from_dict(out), diag, settings)
+    if log_likelihood:
+        from .ppc import add_log_likelihood
+
+        add_log_likelihood(result)
     if warn:
         warn_if_unconverged(diag)
     return result

@@ -170,11 +170,11 @@ def test_fast_path_covers_truth_and_keeps_others(synth):
     fit, data, truth = synth
     held = str(data.judge.values[-1])
     new = add_judge(fit, _letters(data["y"].sel(judge=held).values), held, seed=1)
-    post = new.draws
+    post = new.posterior
     assert list(post.judge.values)[-1] == held and new.data.sizes["judge"] == 4
     np.testing.assert_array_equal(new.data["y"].sel(judge=held).values,
                                   data["y"].sel(judge=held).values)
-    old = fit.draws
+    old = fit.posterior
     for var in ("judge_offset", "cell_offset", "bias", "mu"):  # everything else unchanged
         np.testing.assert_array_equal(post[var].sel(judge=old.judge) if "judge" in
                                       post[var].dims else post[var], old[var])
@@ -251,10 +251,10 @@ def test_zero_sum_spec_keeps_the_new_judge_consistent(synth):
     assert zs.spec.levels["cell"].zero_sum
     held = str(data.judge.values[-1])
     new = add_judge(zs, _letters(data["y"].sel(judge=held).values), held, seed=2)
-    post = new.draws.sel(judge=held)
+    post = new.posterior.sel(judge=held)
     np.testing.assert_allclose(post["cell_offset"].sum("group").values, 0.0, atol=1e-10)
     # (this synthetic posterior's group offsets are not zero-sum, so take them out first)
-    avg = (cell_weights(new.draws).sel(judge=held) - new.draws.group_offset).mean("group")
+    avg = (cell_weights(new.posterior).sel(judge=held) - new.posterior.group_offset).mean("group")
     np.testing.assert_allclose((post.mu + post.judge_offset).transpose(*avg.dims).values,
                                avg.values, atol=1e-10)
     assert new.diagnostics["add_judge"]["zero_sum_cells_recentred"]
@@ -267,9 +267,9 @@ def test_queries_include_new_judge_and_roundtrip(synth, tmp_path):
     path = tmp_path / "fit2.nc"
     new.save(path)
     back = bd.load_fit(path)
-    assert list(back.draws.judge.values) == list(new.draws.judge.values)
-    np.testing.assert_array_equal(back.draws["cell_offset"].values,
-                                  new.draws["cell_offset"].values)
+    assert list(back.posterior.judge.values) == list(new.posterior.judge.values)
+    np.testing.assert_array_equal(back.posterior["cell_offset"].values,
+                                  new.posterior["cell_offset"].values)
     from bayesdissect.effects import effects
     from bayesdissect.similarity import similarity
 
@@ -297,7 +297,7 @@ def test_cli_add_judge(synth, tmp_path):
     res = _cli("add-judge", str(fit_path), str(labels), "--name", "mine", "--out", str(out),
                "--quiet")
     assert res.returncode == 0, res.stderr
-    assert bd.load_fit(out).draws.judge.values[-1] == "mine"
+    assert bd.load_fit(out).posterior.judge.values[-1] == "mine"
     before = out.read_bytes()
     # bad input: exit 2, one line, no traceback, the earlier FIT2 untouched
     bad = tmp_path / "bad.json"
@@ -342,7 +342,7 @@ def test_fast_agrees_with_exact(real_fits):
     offset): mean |difference| < 0.3 exact-posterior sd, max < 0.6 sd, and posterior sds
     within a factor 0.75..1.33."""
     base, fast, exact, held, _ = real_fits
-    assert list(exact.draws.judge.values)[-1] == held
+    assert list(exact.posterior.judge.values)[-1] == held
     assert exact.diagnostics["add_judge"]["method"] == "exact"
     # the exact refit is warm-started from BASE's posterior means (tune as passed)
     assert exact.diagnostics["add_judge"]["warm_start"] is True
@@ -351,11 +351,11 @@ def test_fast_agrees_with_exact(real_fits):
     assert exact.data.sizes["judge"] == base.data.sizes["judge"] + 1
     for level in ("cell", "judge"):
         if level == "cell":
-            wf = cell_weights(fast.draws).sel(judge=held)
-            we = cell_weights(exact.draws).sel(judge=held)
+            wf = cell_weights(fast.posterior).sel(judge=held)
+            we = cell_weights(exact.posterior).sel(judge=held)
         else:
-            wf = (fast.draws.mu + fast.draws.judge_offset).sel(judge=held)
-            we = (exact.draws.mu + exact.draws.judge_offset).sel(judge=held)
+            wf = (fast.posterior.mu + fast.posterior.judge_offset).sel(judge=held)
+            we = (exact.posterior.mu + exact.posterior.judge_offset).sel(judge=held)
         ff = wf.values.reshape(-1, *wf.shape[2:])
         ee = we.values.reshape(-1, *we.shape[2:])
         z = np.abs(ff.mean(0) - ee.mean(0)) / ee.std(0)
@@ -367,7 +367,7 @@ def test_fast_agrees_with_exact(real_fits):
 def test_exact_path_covers_truth(real_fits):
     _, fast, exact, held, truth = real_fits
     for f in (fast, exact):
-        w = cell_weights(f.draws).sel(judge=held)
+        w = cell_weights(f.posterior).sel(judge=held)
         flat = w.values.reshape(-1, *w.shape[2:])
         lo, hi = np.quantile(flat, [0.05, 0.95], axis=0)
         inside = (truth["w"][-1] >= lo) & (truth["w"][-1] <= hi)

@@ -40,7 +40,7 @@ def recovery():
 
 def test_posterior_recovers_truth_and_90_intervals_cover(recovery) -> None:
     data, truth, fit = recovery
-    w = _cell_w(fit.draws)
+    w = _cell_w(fit.posterior)
     mean = w.mean(("chain", "draw")).values
     sd = w.std(("chain", "draw")).values
     lo = w.quantile(0.05, ("chain", "draw")).values
@@ -53,7 +53,7 @@ def test_posterior_recovers_truth_and_90_intervals_cover(recovery) -> None:
     z = (mean - t) / sd
     assert np.mean(np.abs(z)) < 1.2  # E|z| = 0.80 for a calibrated posterior
     assert np.corrcoef(mean.ravel(), t.ravel())[0, 1] > 0.9
-    b = fit.draws["bias"]
+    b = fit.posterior["bias"]
     zb = (b.mean(("chain", "draw")).values - truth["bias"]) / b.std(("chain", "draw")).values
     assert np.all(np.abs(zb) < 3.5)
     d = fit.diagnostics
@@ -66,12 +66,15 @@ def test_save_load_round_trip_is_exact(recovery, tmp_path) -> None:
     _, _, fit = recovery
     path = fit.save(tmp_path / "fit.nc")
     back = bd.load_fit(path)
-    xr.testing.assert_identical(back.draws, fit.draws)
+    xr.testing.assert_identical(back.posterior, fit.posterior)
     xr.testing.assert_identical(back.sample_stats, fit.sample_stats)
     xr.testing.assert_identical(back.data, fit.data)
     assert back.spec == fit.spec and back.diagnostics == fit.diagnostics
     assert back.settings == fit.settings
-    assert "z_judge" not in back.draws and "w_free" not in back.draws
+    assert "z_judge" not in back.posterior and "w_free" not in back.posterior
+    # warm-up is dropped by default (fit(keep_warmup=True) keeps it: test_arviz_standard)
+    assert not {"warmup_posterior", "warmup_sample_stats"} & set(back.idata.children)
+    assert not fit.settings["keep_warmup"]
     with pytest.raises(BayesDissectError, match="not found"):
         bd.load_fit(tmp_path / "missing.nc")
     (tmp_path / "junk.nc").write_text("not a fit")
@@ -85,18 +88,18 @@ def test_levels_off_and_shrunk_priors_change_estimates_as_the_math_says(recovery
     # Without the judge level, judge differences must be carried by the cell level, so its
     # scale grows from ~sigma_cell (0.2) towards sqrt(0.2^2 + 0.5^2) = 0.54.
     no_judge = bd.fit(data, spec.replace_level("judge"), draws=150, tune=250, seed=8, **FAST)
-    assert "judge_offset" not in no_judge.draws
-    s_full = float(full.draws["sigma_cell"].mean())
-    s_nojudge = float(no_judge.draws["sigma_cell"].mean())
+    assert "judge_offset" not in no_judge.posterior
+    s_full = float(full.posterior["sigma_cell"].mean())
+    s_nojudge = float(no_judge.posterior["sigma_cell"].mean())
     assert s_nojudge > s_full + 0.15, (s_full, s_nojudge)
     # A tiny sigma_cell prior scale forces the cell offsets to ~0 (hyper-prior connected):
     # then a judge's weights are the same in every group up to the group offset.
     tight = bd.fit(data, spec.replace_level("cell", sigma_scale=1e-3), draws=150, tune=250,
                    seed=9, **FAST)
-    assert float(np.abs(tight.draws["cell_offset"]).max()) < 0.02
-    assert float(np.abs(full.draws["cell_offset"]).mean()) > 0.05
+    assert float(np.abs(tight.posterior["cell_offset"]).max()) < 0.02
+    assert float(np.abs(full.posterior["cell_offset"]).mean()) > 0.05
     # and the judge offsets still recover the truth's judge differences
-    j_mean = tight.draws["judge_offset"].mean(("chain", "draw")).values
+    j_mean = tight.posterior["judge_offset"].mean(("chain", "draw")).values
     j_true = truth["judge_offset"] - truth["judge_offset"].mean(0)
     assert np.corrcoef((j_mean - j_mean.mean(0)).ravel(), j_true.ravel())[0, 1] > 0.8
 
@@ -121,7 +124,7 @@ def test_paper_spec_matches_an_independent_single_cell_fit() -> None:
                                                   gradient_backend="jax"),
                         draws=1000, tune=300, chains=2, seed=5, progress_bar=False)
     ref_w = ref["posterior"]["w"]
-    ours = fit.draws["w_cell"].sel(judge=judge, group=group)
+    ours = fit.posterior["w_cell"].sel(judge=judge, group=group)
     ess_a = arviz_stats.ess(ours.to_dataset(name="w"))["w"].values
     ess_b = arviz_stats.ess(ref_w.to_dataset(name="w"))["w"].values
     m_a = ours.mean(("chain", "draw")).values
@@ -139,14 +142,14 @@ def test_same_seed_same_draws_and_subsets(tmp_path) -> None:
     a = bd.fit(data, "pooled", seed=123, **kw)
     b = bd.fit(data, "pooled", seed=123, **kw)
     c = bd.fit(data, "pooled", seed=124, **kw)
-    xr.testing.assert_equal(a.draws, b.draws)  # values and coords (attrs hold a timestamp)
-    assert not np.array_equal(a.draws["mu"].values, c.draws["mu"].values)
+    xr.testing.assert_equal(a.posterior, b.posterior)  # values and coords (attrs hold a timestamp)
+    assert not np.array_equal(a.posterior["mu"].values, c.posterior["mu"].values)
     judges = [str(j) for j in data.judge.values[:2]]
     groups = sorted(set(data.group.values))[:2]
     s = bd.fit(data, "pooled", seed=1, judges=",".join(judges), groups=groups, **kw)
     assert list(s.data.judge.values) == judges
     assert set(s.data.group.values) == set(groups)
-    assert list(s.draws.judge.values) == judges
+    assert list(s.posterior.judge.values) == judges
     case = bd.fit(data, "pooled", seed=1, subset="w_stances", **kw)
     n_case = int(data["case_w_stances"].sum())
     assert case.data.sizes["pair"] == n_case and set(case.data.group.values) == {"w_stances"}
@@ -188,7 +191,7 @@ def test_jax_sampler_after_x64_was_switched_on() -> None:
     finally:
         jax.config.update("jax_enable_x64", before)
     assert f.settings["float32"] is False
-    assert np.isfinite(f.posterior["posterior"]["mu"].values).all()
+    assert np.isfinite(f.posterior["mu"].values).all()
 
 
 @pytest.mark.parametrize("param", ["radial", "noncentered"])
@@ -209,7 +212,7 @@ def test_parameterizations_leave_the_prior_exact(param: str) -> None:
     fit = bd.fit(data, spec, chains=4, draws=1000, tune=500, seed=11, backend="jax",
                  target_accept=0.9, progressbar=False, warn=False)
     assert fit.diagnostics["divergences"] == 0
-    post = fit.draws
+    post = fit.posterior
     shrink = {"judge": 1 - 1 / 10, "group": 1 - 1 / 4, "cell": (1 - 1 / 10) * (1 - 1 / 4)}
     for lv, factor in shrink.items():
         s = spec.levels[lv].sigma_scale
@@ -273,7 +276,7 @@ def test_initial_point_from_reproduces_posterior_means(warm_source, parameteriza
         warnings.simplefilter("error")  # every free variable must be set from FIT
         point = initial_point_from(model, fit)
     got = _values_at(model, point)
-    means = fit.draws.mean(("chain", "draw"))
+    means = fit.posterior.mean(("chain", "draw"))
     for name in means.data_vars:
         dims = means[name].dims
         expect = means[name].reindex({d: list(model.coords[d]) for d in dims})
@@ -301,8 +304,8 @@ def test_warm_started_fit_records_it(warm_source) -> None:
     assert fit.settings["warm_start"] is False
     warm = bd.fit(data, "hierarchical", draws=20, tune=40, seed=2, initvals=fit, **FAST)
     assert warm.settings["warm_start"] is True
-    assert list(warm.draws.judge.values) == [str(j) for j in data.judge.values]
-    assert np.isfinite(warm.draws["cell_offset"].values).all()
+    assert list(warm.posterior.judge.values) == [str(j) for j in data.judge.values]
+    assert np.isfinite(warm.posterior["cell_offset"].values).all()
 
 
 @pytest.mark.parametrize(("values", "needle"), [

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit`` and ``check``."""
     p = sub.add_parser("fit", help="fit a model to data and save the fit",
                        description="Fit a model spec to DATA with NUTS and save the fit "
-                       "(posterior, data, spec, diagnostics) to one netCDF file.")
+                       "(an ArviZ DataTree: posterior, sample_stats, observed_data, "
+                       "constant_data; spec and diagnostics as attributes) to one netCDF "
+                       "file.")
     p.add_argument("data", metavar="DATA",
                    help="dataset: 'demo', a GAIR parquet/jsonl file, hf:ID, or a tidy table")
     p.add_argument("--out", required=True, metavar="FIT", help="where to write the fit (.nc)")
@@ -64,9 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("check", help="diagnostics and posterior predictive checks of a fit",
                        description="Print a saved fit's diagnostics (R-hat, ESS, divergences, "
-                       "tree depth, step size, time per phase) and its posterior predictive "
-                       "checks (accuracy, log score, calibration, per-judge/group shares, "
-                       "judge-pair agreement, PSIS-LOO). Full tables: 'bayesdissect ppc'.")
+                       "tree depth, E-BFMI, step size, time per phase) and its posterior "
+                       "predictive checks (accuracy, log score, calibration, per-judge/group "
+                       "shares, judge-pair agreement, PSIS-LOO). Full tables: 'bayesdissect ppc'.")
     c.add_argument("fit", metavar="FIT", help="a fit written by 'bayesdissect fit'")
     c.add_argument("--format", choices=["table", "json"], default="table")
     c.add_argument("--no-ppc", action="store_true",
@@ -117,10 +119,13 @@ def _fit(args: argparse.Namespace) -> int:
                 raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None
             raise
     result.save(args.out)
+    from ..diagnostics import SamplerWarning
+
     for w in caught:
         message = str(w.message)
-        if issubclass(w.category, UserWarning) and ("converged" in message
-                                                    or message.startswith("initvals:")):
+        if issubclass(w.category, SamplerWarning) or (
+                issubclass(w.category, UserWarning) and ("converged" in message
+                                                         or message.startswith("initvals:"))):
             print(f"warning: {message.replace('initvals:', '--init:', 1)}", file=sys.stderr)
     if not args.quiet:
         d = result.diagnostics
@@ -202,6 +207,9 @@ def _check(args: argparse.Namespace) -> int:
             lines.append(f"{title}: " + ", ".join(f"{n} ({_fmt(v)})" for n, v in worst[:3]))
     warns = diag.get("warnings") or []
     lines.append("converged: " + ("yes" if not warns else "NO -- " + "; ".join(warns)))
+    notes = diag.get("sampler_warnings") or []
+    if notes:  # tree depth, E-BFMI: worth a look, not a failure
+        lines.append("sampler: " + "; ".join(notes))
     for name, sec in sections.items():
         lines.append(f"[{name}]")
         lines += [f"{k}: {_fmt(v)}" for k, v in sec.items()]
