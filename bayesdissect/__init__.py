@@ -14,6 +14,8 @@ is built or a fit is loaded):
   ``compare_models``: what a fit answers, as pandas / xarray objects
 * ``add_log_likelihood(fit)``, ``add_posterior_predictive(fit)``: the fit with those ArviZ
   groups added to ``fit.idata`` (the fit's standard ArviZ DataTree)
+* ``whatif``, ``exploitability``, ``explain``, ``departs``: the model's counterfactual
+  win rates, per-pair explanations and judge-vs-reference disagreement (bayesdissect.whatif)
 * ``write_report(fit, out_dir)``: the HTML report (figures: ``bayesdissect.plots``)
 * ``BayesDissectError``: the one exception type bad input raises
 """
@@ -34,6 +36,7 @@ from .loaders import load, to_tidy
 from .ppc import add_log_likelihood, add_posterior_predictive, compare_models, loo, ppc
 from .similarity import similarity, similarity_matrix
 from .simulate import load_truth, simulate
+from .whatif import departs, explain, exploitability, whatif
 
 __version__ = "0.1.0"
 
@@ -52,7 +55,7 @@ __all__ = [
     "load", "to_tidy", "simulate", "load_truth",
     "add_log_likelihood", "add_posterior_predictive", "all_effects", "clusters",
     "compare_models", "contrast", "effects", "loo", "ppc", "similarity", "similarity_matrix",
-    *_LAZY,
+    "whatif", "exploitability", "explain", "departs", *_LAZY,
 ]
 
 

@@ -15,7 +15,7 @@ from .errors import BayesDissectError
 
 # Each module in bayesdissect.commands defines ``register(subparsers)``; a command sets
 # ``func`` on its parser, called as ``func(args) -> int``.
-COMMAND_MODULES = ("data", "fitting", "queries", "report", "addjudge")
+COMMAND_MODULES = ("data", "fitting", "queries", "report", "addjudge", "whatif")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,9 @@ itself.
 * :func:`plot_dendrogram` -- the clustering of judges with the co-clustering probabilities.
 * :func:`plot_calibration`, :func:`plot_agreement` -- posterior predictive checks.
 * :func:`plot_size_similarity` -- similarity to a reference judge against judge size.
+* :func:`plot_exploitability`, :func:`plot_explain`, :func:`plot_departs` -- the what-if
+  queries: the judges x properties gain heatmap, one pair's logit waterfall, and where a
+  judge departs from the reference.
 """
 
 from __future__ import annotations
@@ -571,4 +574,152 @@ def plot_size_similarity(similarity: pd.DataFrame, reference: str = "human",
     ax.set_title(f"similarity to {display_name(reference)} vs size (credible intervals){note}",
                  fontsize=9)
     ax.grid(color="0.9", lw=0.5)
+    return fig
+
+
+# --------------------------------------------------------------------------- (f) what-if
+
+_EXPLOIT_COLUMNS = ("judge", "property", "gain", "gain_lower", "gain_upper", "loss",
+                    "loss_lower", "loss_upper")
+
+
+def plot_exploitability(table: pd.DataFrame, *, column: str = "gain",
+                        reference: str | None = "human", prob: float | None = None) -> Figure:
+    """Judges x properties heatmap of the win-rate change (percentage points) of always
+    winning (``column="gain"``) or always losing (``"loss"``) a property, from
+    ``bayesdissect.exploitability``. The reference judge (the human) is the top row, set
+    apart by a line; properties are ordered by their mean over judges; a dot marks a cell
+    whose interval excludes 0. The model's counterfactual, not a causal experiment."""
+    _require(table, _EXPLOIT_COLUMNS, "plot_exploitability")
+    if column not in ("gain", "loss"):
+        raise BayesDissectError(f"plot_exploitability: column must be 'gain' or 'loss', "
+                                f"not {column!r}")
+    judges = _ordered_unique(table["judge"])
+    if reference in judges:
+        judges = [reference] + [j for j in judges if j != reference]
+    mat = table.pivot_table(index="judge", columns="property", values=column,
+                            sort=False).reindex(judges)
+    props = list(mat.mean(0).sort_values(ascending=column == "loss").index)
+    mat = mat[props]
+    lo = table.pivot_table(index="judge", columns="property", values=f"{column}_lower",
+                           sort=False).reindex(index=judges, columns=props)
+    hi = table.pivot_table(index="judge", columns="property", values=f"{column}_upper",
+                           sort=False).reindex(index=judges, columns=props)
+    vals = mat.to_numpy(float)
+    vmax = float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0
+    fig = Figure(figsize=(max(7.0, 2.5 + 0.28 * len(props)), 1.9 + 0.24 * len(judges)),
+                 layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(vals, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    credible = (lo.to_numpy(float) > 0) | (hi.to_numpy(float) < 0)
+    yy, xx = np.nonzero(credible)
+    ax.scatter(xx, yy, s=4, color="k", marker="o", linewidths=0)
+    ax.set_xticks(np.arange(len(props)))
+    ax.set_xticklabels(props, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(len(judges)))
+    ax.set_yticklabels([display_name(j) for j in judges], fontsize=7)
+    if reference in judges and len(judges) > 1:
+        ax.axhline(0.5, color="k", lw=1.2)
+    what = "winning" if column == "gain" else "losing"
+    label = f"{prob:.0%} " if prob else ""
+    fig.colorbar(im, ax=ax, shrink=0.8).set_label(
+        "win-rate change (points)", fontsize=8)
+    ax.set_title(f"Exploitability: response 1 always {what} a property (dot: {label}interval "
+                 "excludes 0)\nthe model's counterfactual of an observational regression, "
+                 "not a causal experiment", fontsize=8)
+    return fig
+
+
+def plot_explain(table: pd.DataFrame, judge: str | None = None, *,
+                 max_terms: int = 12) -> Figure:
+    """Waterfall of one pair's logit for one judge (default: the table's first), from
+    ``bayesdissect.explain``: the bias, then each non-zero property contribution
+    x[i,k] * w[j,g,k] (largest first; the rest summed as one bar), ending at the logit;
+    whiskers are each term's credible interval, placed at the running total."""
+    _require(table, ("judge", "term", "x", "mean", "lower", "upper", "observed"),
+             "plot_explain")
+    judges = _ordered_unique(table["judge"])
+    judge = judge if judge is not None else (judges[0] if judges else None)
+    rows = table[table["judge"] == judge]
+    if rows.empty:
+        raise BayesDissectError(f"plot_explain: judge {judge!r} is not in the table; it has "
+                                f"{', '.join(map(str, judges)) or 'none'}")
+    special = rows.set_index("term").loc[["bias", "logit", "probability"]]
+    props = rows[~rows["term"].isin(["bias", "logit", "probability"])]
+    props = props[props["x"].fillna(0) != 0]
+    shown, rest = props.head(max_terms), props.iloc[max_terms:]
+    items = [("bias", *special.loc["bias", ["mean", "lower", "upper"]])]
+    items += [(f"{r.term} (x={r.x:+g})", r["mean"], r["lower"], r["upper"])
+              for _, r in shown.iterrows()]
+    if len(rest):
+        items.append((f"{len(rest)} other properties", float(rest["mean"].sum()), np.nan,
+                      np.nan))
+    fig = Figure(figsize=(7.0, 1.4 + 0.3 * (len(items) + 1)), layout="constrained")
+    ax = fig.subplots()
+    cum = 0.0
+    for y, (_name, m, lo, hi) in enumerate(items):
+        colour = "#2c7fb8" if m >= 0 else "#d95f0e"
+        ax.barh(y, m, left=cum, color=colour, height=0.6)
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.hlines(y, cum + lo, cum + hi, color="k", lw=1.0)
+        ax.vlines(cum + m, y - 0.3, y + 1.3, color="0.6", lw=0.6, ls=":")
+        cum += m
+    logit = special.loc["logit"]
+    y = len(items)
+    ax.barh(y, logit["mean"], color="0.35", height=0.6)
+    ax.hlines(y, logit["lower"], logit["upper"], color="k", lw=1.2)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(np.arange(len(items) + 1))
+    ax.set_yticklabels([i[0] for i in items] + ["logit"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("contribution to the logit of P(response 1 wins)", fontsize=9)
+    p = special.loc["probability"]
+    obs = rows["observed"].iloc[0]
+    seen = ("not labelled" if pd.isna(obs) else
+            f"chose response {1 if float(obs) > 0.5 else 2}")
+    ax.set_title(f"{display_name(str(judge))}: P(response 1 wins) = {p['mean']:.2f} "
+                 f"[{p['lower']:.2f}, {p['upper']:.2f}]; the judge {seen}\n"
+                 "whiskers: credible intervals; the fitted regression's terms, not causes",
+                 fontsize=8)
+    ax.grid(axis="x", color="0.9", lw=0.5)
+    return fig
+
+
+def plot_departs(table: pd.DataFrame, judge: str | None = None, *,
+                 max_terms: int = 15) -> Figure:
+    """How much of a judge's disagreement with the reference each property explains, from
+    ``bayesdissect.departs``: one bar per property (largest |contribution| first, at most
+    ``max_terms``), the bias and the total, with credible-interval whiskers (percentage
+    points of predicted win probability). Default judge: the table's first."""
+    _require(table, ("judge", "reference", "term", "mean", "lower", "upper"),
+             "plot_departs")
+    judges = _ordered_unique(table["judge"])
+    judge = judge if judge is not None else (judges[0] if judges else None)
+    rows = table[table["judge"] == judge]
+    if rows.empty:
+        raise BayesDissectError(f"plot_departs: judge {judge!r} is not in the table; it has "
+                                f"{', '.join(map(str, judges)) or 'none'}")
+    ref = str(rows["reference"].iloc[0])
+    props = rows[~rows["term"].isin(["bias", "total"])]
+    props = props.reindex(props["mean"].abs().sort_values(ascending=False).index)
+    shown = pd.concat([props.head(max_terms), rows[rows["term"] == "bias"],
+                       rows[rows["term"] == "total"]])
+    fig = Figure(figsize=(6.8, 1.3 + 0.27 * len(shown)), layout="constrained")
+    ax = fig.subplots()
+    ys = np.arange(len(shown))
+    m, lo, hi = (shown[c].to_numpy(float) for c in ("mean", "lower", "upper"))
+    colours = ["0.3" if t == "total" else ("#2c7fb8" if v >= 0 else "#d95f0e")
+               for t, v in zip(shown["term"], m, strict=True)]
+    ax.barh(ys, m, color=colours, height=0.6)
+    ax.hlines(ys, lo, hi, color="k", lw=1.0)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(shown["term"].tolist(), fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("contribution (points of predicted win probability)", fontsize=9)
+    ax.set_title(f"Where {display_name(str(judge))} departs from {display_name(ref)}: the "
+                 "disagreement in predicted probability, split by property\n"
+                 "whiskers: credible intervals; the model's view, not a causal account",
+                 fontsize=8)
+    ax.grid(axis="x", color="0.9", lw=0.5)
     return fig
