@@ -87,6 +87,9 @@ class Findings:
     ppc: Any = None
     levels: tuple[str, ...] = ()
     sentences: dict[str, list[str]] = field(default_factory=dict)
+    whatif: pd.DataFrame | None = None
+    exploit: pd.DataFrame | None = None
+    departs: pd.DataFrame | None = None
 
     def summary(self, max_rows: int = 12) -> pd.DataFrame:
         """One row per judge (chosen judges first): similarity to the reference, the
@@ -379,10 +382,11 @@ def choose_judges(fit_judges: Sequence[str], judges: Sequence[str] | None) -> li
 
 def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: float = 0.9,
                      k: int | None = None, checks: bool = True,
-                     progress: Callable[[str], None] | None = None) -> Findings:
+                     progress: Callable[[str], None] | None = None,
+                     counterfactuals: bool = True) -> Findings:
     """Run the queries a report needs: effects at every level, contrasts with the
-    reference judge (human when present), similarity, clusters and (``checks``) the
-    posterior predictive checks."""
+    reference judge (human when present), similarity, clusters, (``checks``) the
+    posterior predictive checks and (``counterfactuals``) the what-if queries."""
     from .clusters import clusters
     from .effects import all_effects, contrast
     from .similarity import similarity
@@ -413,6 +417,8 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
 
         say("posterior predictive checks")
         f.ppc = ppc(fit, prob=prob)
+    if counterfactuals:
+        compute_counterfactuals(fit, f, say)
     return f
 
 
@@ -579,6 +585,7 @@ def _figures(fit: Any, f: Findings, folder: Path, dpi: int) -> list[_Figure]:
             save(plots.plot_agreement(f.ppc.agreement), "agreement.png",
                  "How often two judges agree: observed against replicated from the "
                  "posterior, for every pair of judges.")
+    counterfactual_figures(f, save)
     return out
 
 
@@ -604,6 +611,7 @@ def _write_tables(f: Findings, folder: Path) -> dict[str, str]:
     if f.ppc is not None:
         f.ppc.summary().to_csv(folder / "checks.csv", index=False)
         files["checks.csv"] = "posterior predictive checks"
+    files.update(counterfactual_tables(f, folder))
     return files
 
 
@@ -627,7 +635,8 @@ def render_html(fit: Any, f: Findings, figures: list[_Figure], files: dict[str, 
     for key, heading in [("effects", "What the featured judges reward and penalise"),
                          ("contrasts", f"Who differs from {display_name(f.reference or '')}"),
                          ("similarity", "Similarity"), ("clusters", "Clusters"),
-                         ("size", "Size"), ("checks", "Does the model reproduce the data?")]:
+                         ("size", "Size"), ("checks", "Does the model reproduce the data?"),
+                         *COUNTERFACTUAL_HEADINGS]:
         if s.get(key):
             body += [f"<h3>{html.escape(heading)}</h3>", _ul(s[key])]
     summary = f.summary(max_rows=40)
@@ -719,6 +728,7 @@ def write_report(fit: Any, out_dir: str | os.PathLike[str], judges: Sequence[str
     f.sentences["clusters"] = cluster_sentences(f.clusters)
     if f.ppc is not None:
         f.sentences["checks"] = ppc_sentences(f.ppc, f.prob)
+    counterfactual_sentences(f)
     diag_ok, diag_text = diagnostics_sentences(dict(getattr(fit, "diagnostics", None) or {}))
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -736,3 +746,175 @@ def write_report(fit: Any, out_dir: str | os.PathLike[str], judges: Sequence[str
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target / REPORT_FILE
+
+
+# ----------------------------------------------------------------------------- what-if
+
+#: The report's what-if: equalise this property (the AlpacaEval length-control question).
+WHATIF_PROPERTY = "lengthy"
+_NOT_CAUSAL_HTML = ("These are the fitted model's counterfactuals of an observational "
+                    "regression, not causal experiments: they say what the weights predict "
+                    "if only the named comparison changed, everything else about each pair "
+                    "kept as it is.")
+
+
+def compute_counterfactuals(fit: Any, f: Findings,
+                            progress: Callable[[str], None] | None = None) -> None:
+    """Fill ``f.whatif`` (the featured judges' win rate with one property equalised),
+    ``f.exploit`` (every judge x property) and ``f.departs`` (featured judges vs the
+    reference) when the fit carries its data."""
+    from .whatif import departs, exploitability, whatif
+
+    if getattr(fit, "data", None) is None or not f.judges:
+        return
+    say = progress or (lambda _m: None)
+    props = [str(p) for p in fit.data["property"].values]
+    say("counterfactual win rates")
+    f.exploit = exploitability(fit, prob=f.prob)
+    prop = WHATIF_PROPERTY if WHATIF_PROPERTY in props else _largest_weight(f, props)
+    f.whatif = whatif(fit, {prop: 0}, judges=f.judges, by_group=True, prob=f.prob)
+    f.whatif.attrs["property"] = prop
+    others = [j for j in f.judges if j != f.reference]
+    if f.reference and others:
+        f.departs = departs(fit, others, reference=f.reference, prob=f.prob)
+
+
+def _largest_weight(f: Findings, props: list[str]) -> str:
+    """The property with the largest mean |judge-level weight| over the featured judges
+    (the global level where the fit has no judge level)."""
+    eff = f.effects
+    rows = eff[(eff["level"] == "judge") & eff["judge"].isin(f.judges)]
+    if rows.empty:
+        rows = eff[eff["level"] == "global"]
+    if rows.empty:
+        return props[0]
+    return str(rows.assign(a=rows["mean"].abs()).groupby("property")["a"].mean().idxmax())
+
+
+def _pp(m: float, lo: float, hi: float) -> str:
+    """'+9.1 points [7.8, 10.4]'."""
+    return f"{m:+.1f} points [{lo:+.1f}, {hi:+.1f}]"
+
+
+def whatif_sentences(f: Findings) -> list[str]:
+    """The featured judges' win rate before and after equalising one property."""
+    df = f.whatif
+    if df is None or df.empty:
+        return []
+    prop = df.attrs["property"]
+    allp = df[df["group"] == "all"]
+    out = [f"{_NOT_CAUSAL_HTML} Intervention: {_p(prop)} set to 0 (the two responses "
+           f"compared as equal on it) on {df.attrs['n_intervened']:,} of "
+           f"{int(allp['n_pairs'].iloc[0]):,} pairs; win rate = the share of pairs "
+           "response 1 wins, averaged over the model's predictions."]
+    for _, r in allp.iterrows():
+        groups = df[(df["judge"] == r["judge"]) & (df["group"] != "all")]
+        big = (groups.loc[groups["change"].abs().idxmax()] if len(groups) else None)
+        where = (f"; the largest move is in {html.escape(str(big['group']))} "
+                 f"({_pp(big['change'], big['change_lower'], big['change_upper'])})"
+                 if big is not None and len(groups) > 1 else "")
+        out.append(f"{_j(r['judge'])}: response 1's predicted win rate goes from "
+                   f"{r['before']:.1f}% to {r['after']:.1f}%, a change of "
+                   f"{_pp(r['change'], r['change_lower'], r['change_upper'])} "
+                   f"({f.prob:.0%} interval){where}.")
+    return out
+
+
+def exploit_sentences(f: Findings) -> list[str]:
+    """Each featured judge's most exploitable property, the first one's compared across
+    the featured judges, the costliest property to lose, and the most exploitable judge."""
+    ex = f.exploit
+    if ex is None or ex.empty:
+        return []
+    from .whatif import most_exploitable
+
+    top = most_exploitable(ex).set_index("judge")
+    out = [f"{_NOT_CAUSAL_HTML} Gain: the change in the share of pairs response 1 wins when "
+           "it wins a property on every pair where it does not today; loss: when it loses "
+           f"it everywhere ({ex.attrs['n_draws']:,} posterior draws)."]
+    featured = [j for j in f.judges if j in top.index]
+    for judge in featured:
+        r = top.loc[judge]
+        worst = ex[ex["judge"] == judge].sort_values("loss").iloc[0]
+        out.append(f"{_j(judge)} is most exploitable on {_p(r['property'])}: always winning "
+                   f"it gains {_pp(r['gain'], r['gain_lower'], r['gain_upper'])}; always "
+                   f"losing {_p(worst['property'])} costs the most, "
+                   f"{_pp(worst['loss'], worst['loss_lower'], worst['loss_upper'])}.")
+    if len(featured) >= 2:
+        prop = top.loc[featured[0], "property"]
+        rows = ex[ex["property"] == prop].set_index("judge")
+        parts = [f"{r['gain']:.1f} points [{r['gain_lower']:.1f}, {r['gain_upper']:.1f}] "
+                 f"with {_j(j)}" for j, r in rows.loc[featured].iterrows()]
+        out.append(f"A response that always wins {_p(prop)} gains " + _names(parts) + ".")
+    if len(top) >= 3:
+        best = top.sort_values("gain", ascending=False)
+        j0, r0 = best.index[0], best.iloc[0]
+        out.append(f"Of all {len(top)} judges, {_j(j0)} is the most exploitable: always "
+                   f"winning {_p(r0['property'])} gains "
+                   f"{_pp(r0['gain'], r0['gain_lower'], r0['gain_upper'])}.")
+    return out
+
+
+def departs_sentences(f: Findings, n: int = 3) -> list[str]:
+    """How much each featured judge disagrees with the reference and which properties
+    explain most of it."""
+    dp = f.departs
+    if dp is None or dp.empty:
+        return []
+    out = [f"Disagreement = the mean over the {dp.attrs['n_pairs']:,} pairs of |P(judge "
+           "picks response 1) - P(reference does)|, split exactly into one part per "
+           "property and the position bias; the model's account, not a causal one."]
+    for judge, rows in dp.groupby("judge", sort=False):
+        tot = rows[rows["term"] == "total"].iloc[0]
+        props = rows[~rows["term"].isin(["bias", "total"])].head(n)
+        parts = [f"{_p(r['term'])} ({r['share']:.0%}; {r['mean']:.1f} points "
+                 f"[{r['lower']:.1f}, {r['upper']:.1f}])" for _, r in props.iterrows()]
+        out.append(f"{_j(judge)} and {_j(tot['reference'])} differ by {tot['mean']:.1f} "
+                   f"points [{tot['lower']:.1f}, {tot['upper']:.1f}] of predicted "
+                   f"probability per pair; most of it comes from " + _names(parts) + ".")
+    return out
+
+
+def counterfactual_sentences(f: Findings) -> None:
+    """Put the three what-if sections' sentences into ``f.sentences``."""
+    f.sentences["whatif"] = whatif_sentences(f)
+    f.sentences["exploit"] = exploit_sentences(f)
+    f.sentences["departs"] = departs_sentences(f)
+
+
+#: (sentence key, heading) of the what-if sections, in report order.
+COUNTERFACTUAL_HEADINGS = [("whatif", "What if a property were equalised?"),
+                           ("exploit", "How exploitable is each judge?"),
+                           ("departs", "Where the judges depart from the reference")]
+
+
+def counterfactual_figures(f: Findings, save: Callable[[Any, str, str], None]) -> None:
+    """The exploitability heatmap and the first featured judge's departure chart."""
+    from . import plots
+
+    if f.exploit is not None and not f.exploit.empty:
+        save(plots.plot_exploitability(f.exploit, reference=f.reference, prob=f.prob),
+             "exploitability.png",
+             "Exploitability: the change in each judge's win rate (points) when response 1 "
+             "wins a property on every pair; the reference judge on top; a dot marks an "
+             "interval that excludes 0. The model's counterfactual, not an experiment.")
+    if f.departs is not None and not f.departs.empty:
+        judge = str(f.departs["judge"].iloc[0])
+        save(plots.plot_departs(f.departs, judge), "departs.png",
+             f"Where {_j(judge)} departs from {_j(f.reference or '')}: the disagreement in "
+             "predicted probability, split by property, with credible intervals.")
+
+
+def counterfactual_tables(f: Findings, folder: Path) -> dict[str, str]:
+    """whatif.csv, exploitability.csv and departs.csv beside the report."""
+    files: dict[str, str] = {}
+    for name, table, desc in (
+            ("whatif.csv", f.whatif, "featured judges' win rates with one property equalised"),
+            ("exploitability.csv", f.exploit, "gain and loss of always winning / losing "
+             "each property, every judge"),
+            ("departs.csv", f.departs, "each featured judge's disagreement with the "
+             "reference, by property")):
+        if table is not None and not table.empty:
+            table.to_csv(folder / name, index=False)
+            files[name] = desc
+    return files

@@ -434,3 +434,26 @@ def test_namespace_names_are_the_functions() -> None:
     for name in ("whatif", "exploitability", "explain", "departs"):
         assert name in bd.__all__ and callable(getattr(bd, name))
     assert bd.whatif is W.whatif
+
+
+def test_report_sections_are_computed(tmp_path) -> None:
+    from test_report import fake_fit
+
+    from bayesdissect.report import compute_findings, write_report
+    fit = fake_fit()
+    f = compute_findings(fit, checks=False)
+    planted = str(fit.data.property.values[2])  # human's weight on it is planted at 4
+    top = W.most_exploitable(f.exploit).set_index("judge").loc["human"]
+    assert top["property"] == planted
+    page = write_report(fit, tmp_path / "rep", findings=f).read_text()
+    for heading in ("What if a property were equalised?", "How exploitable is each judge?",
+                    "Where the judges depart from the reference"):
+        assert heading in page
+    assert (f"most exploitable on <i>{planted}</i>: always winning it gains "
+            f"{top['gain']:+.1f} points [{top['gain_lower']:+.1f}, "
+            f"{top['gain_upper']:+.1f}]") in page
+    assert page.count("not causal experiments") >= 2
+    for name in ("whatif.csv", "exploitability.csv", "departs.csv", "exploitability.png",
+                 "departs.png"):
+        assert (tmp_path / "rep" / name).is_file(), name
+    assert list(pd.read_csv(tmp_path / "rep" / "whatif.csv").columns) == W.WHATIF_COLUMNS
