@@ -262,14 +262,16 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
                              n_zerosum_axes=len(axes))
     else:
         y = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims=zs_dims)
-    # centred and scaled so that 0 is a typical point (r ~ sqrt(n), sigma ~ sigma_scale)
-    # (python floats: a numpy float64 would upcast float32 graphs to float64)
-    l0 = float(0.5 * np.log(n - 0.5))
-    psi0 = float(np.log(level.sigma_scale) + l0)
-    step = 0.1  # sd of log r is ~ 1 / sqrt(2 n): give its helper a unit-ish scale
+    # centred and scaled so that 0 is a typical point (r ~ sqrt(n), sigma ~ sigma_scale).
+    # numpy float64 constants: l, psi, sigma and the offsets are computed in float64 even
+    # when floatX is float32 (as the sampled density always was); the helpers themselves
+    # are floatX.
+    l0 = np.float64(0.5 * np.log(n - 0.5))
+    psi0 = np.float64(np.log(level.sigma_scale)) + l0
+    step = np.float64(0.1)  # sd of log r is ~ 1 / sqrt(2 n): a unit-ish scale for its helper
     a = _radial_lognorm(f"z_{level.name}_lognorm", n, l0, step)
     ell = l0 + step * a
-    b = _radial_logsize(f"z_{level.name}_logsize", level, ell, psi0)
+    b = _radial_logsize(f"z_{level.name}_logsize", level, a, l0, step, psi0)
     psi = psi0 + b
     pm.Deterministic(f"sigma_{level.name}", pt.exp(psi - ell), dims="property")
     if not hasattr(model, "_bd_radial"):
@@ -291,48 +293,55 @@ def _zeros_support_point(rv, size, *params):  # noqa: ANN001, ANN202, ARG001
     return pt.zeros_like(rv)
 
 
-def _radial_lognorm(name: str, n: int, l0: float, step: float):  # noqa: ANN202
+def _radial_lognorm(name: str, n: int, l0: np.float64, step: np.float64):  # noqa: ANN202
     """The helper a of ``l = log r = l0 + step * a`` with ``r ~ chi(n)``, per property.
 
     Its density is that of log chi(n) times the Jacobian ``step``; draws are
     ``(log sqrt(ChiSquared(n)) - l0) / step``, so the prior can be sampled forward.
     """
     import pymc as pm
+    import pytensor
     import pytensor.tensor as pt
     from scipy.special import gammaln
 
-    const = float(-(0.5 * n - 1.0) * np.log(2.0) - gammaln(0.5 * n) + np.log(step))
+    const = np.float64(-(0.5 * n - 1.0) * np.log(2.0) - gammaln(0.5 * n)) + np.log(step)
 
     def logp(value):  # noqa: ANN001, ANN202
         ell = l0 + step * value
         return n * ell - 0.5 * pt.exp(2.0 * ell) + const
 
     def dist(size):  # noqa: ANN001, ANN202
-        return (0.5 * pt.log(pm.ChiSquared.dist(nu=n, size=size)) - l0) / step
+        draw = (0.5 * pt.log(pm.ChiSquared.dist(nu=n, size=size)) - l0) / step
+        return pt.cast(draw, pytensor.config.floatX)
 
     return pm.CustomDist(name, dist=dist, logp=logp, support_point=_zeros_support_point,
                          dims="property")
 
 
-def _radial_logsize(name: str, level: Level, ell, psi0: float):  # noqa: ANN001, ANN202
-    """The helper b of ``psi = log(sigma * r) = psi0 + b`` given ``ell = log r``.
+def _radial_logsize(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001, ANN202
+                    step: np.float64, psi0: np.float64):
+    """The helper b of ``psi = log(sigma * r) = psi0 + b`` given the lognorm helper ``a``
+    (``l = log r = l0 + step * a``).
 
-    ``log sigma = psi - ell`` has the level's sigma prior (density p(sigma) * sigma, the
-    Jacobian of the log; b -> log sigma has Jacobian 1); draws are ``log sigma + ell -
-    psi0`` with sigma from that prior.
+    ``log sigma = psi - l`` has the level's sigma prior (density p(sigma) * sigma, the
+    Jacobian of the log; b -> log sigma has Jacobian 1); draws are ``log sigma + l - psi0``
+    with sigma from that prior.
     """
     import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
 
     cls, kw = _sigma_family(level)
 
-    def logp(value, ell):  # noqa: ANN001, ANN202
-        log_sigma = psi0 + value - ell
-        return pm.logp(cls.dist(**kw), pm.math.exp(log_sigma)) + log_sigma
+    def logp(value, a):  # noqa: ANN001, ANN202
+        log_sigma = psi0 + value - (l0 + step * a)
+        return pm.logp(cls.dist(**kw), pt.exp(log_sigma)) + log_sigma
 
-    def dist(ell, size):  # noqa: ANN001, ANN202
-        return pm.math.log(cls.dist(**kw, size=size)) + ell - psi0
+    def dist(a, size):  # noqa: ANN001, ANN202
+        draw = pt.log(cls.dist(**kw, size=size)) + (l0 + step * a) - psi0
+        return pt.cast(draw, pytensor.config.floatX)
 
-    return pm.CustomDist(name, ell, dist=dist, logp=logp, support_point=_zeros_support_point,
+    return pm.CustomDist(name, a, dist=dist, logp=logp, support_point=_zeros_support_point,
                          dims="property")
 
 
