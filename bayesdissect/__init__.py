@@ -15,7 +15,7 @@ is built or a fit is loaded):
 * ``add_log_likelihood(fit)``, ``add_posterior_predictive(fit)``: the fit with those ArviZ
   groups added to ``fit.idata`` (the fit's standard ArviZ DataTree)
 * ``whatif``, ``exploitability``, ``explain``, ``departs``: the model's counterfactual
-  win rates, per-pair explanations and judge-vs-reference disagreement (bayesdissect.whatif)
+  win rates, per-pair explanations and judge-vs-reference disagreement (bayesdissect.queries.whatif)
 * ``write_report(fit, out_dir)``: the HTML report (figures: ``bayesdissect.plots``)
 * ``BayesDissectError``: the one exception type bad input raises
 """
@@ -28,26 +28,32 @@ from typing import Any
 # Data and query functions are imported eagerly: several share their module's name
 # (bayesdissect.effects is a function), and a lazy name would be shadowed by the submodule
 # once it is imported. They need numpy/pandas/xarray/scipy only; PyMC stays lazy.
-from .catalogue import JUDGES, PROPERTIES, PROPERTY_NAMES
-from .clusters import clusters
-from .effects import all_effects, contrast, effects
-from .errors import BayesDissectError
-from .loaders import load, to_tidy
-from .ppc import add_log_likelihood, add_posterior_predictive, compare_models, loo, ppc
-from .similarity import similarity, similarity_matrix
-from .simulate import load_truth, simulate
-from .whatif import departs, explain, exploitability, whatif
+from bayesdissect.data.catalogue import JUDGES, PROPERTIES, PROPERTY_NAMES
+from bayesdissect.data.loaders import load, to_tidy
+from bayesdissect.data.simulate import load_truth, simulate
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.clusters import clusters
+from bayesdissect.queries.effects import all_effects, contrast, effects
+from bayesdissect.queries.predictive import (
+    add_log_likelihood,
+    add_posterior_predictive,
+    compare_models,
+    loo,
+    ppc,
+)
+from bayesdissect.queries.similarity import similarity, similarity_matrix
+from bayesdissect.queries.whatif import departs, explain, exploitability, whatif
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_spec": "specs",
-    "build_model": "model",
-    "fit": "fitting",
-    "load_fit": "fitting",
-    "Fit": "fitting",
-    "add_judge": "addjudge",
-    "write_report": "report",
+    "load_spec": "model.specs",
+    "build_model": "model.build",
+    "fit": "model.fit",
+    "load_fit": "model.fit",
+    "Fit": "model.fit",
+    "add_judge": "queries.addjudge",
+    "write_report": "report.html",
 }
 
 __all__ = [

@@ -29,7 +29,7 @@ import numpy as np
 
 def scores(fit, name: str, true_cell: np.ndarray, true_judge: np.ndarray) -> dict:  # noqa: ANN001
     """RMSE and 90% coverage of the new judge's cell and judge-level weights."""
-    from bayesdissect.weights import cell_weights
+    from bayesdissect.queries.weights import cell_weights
 
     post = fit.draws
     w = cell_weights(post).sel(judge=name).transpose("chain", "draw", "group", "property")
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import bayesdissect as bd
-    from bayesdissect.addjudge import add_judge
-    from bayesdissect.simulate import load_truth
+    from bayesdissect.data.simulate import load_truth
+    from bayesdissect.queries.addjudge import add_judge
 
     t0 = time.perf_counter()
     fit = bd.load_fit(args.fit)

@@ -31,8 +31,8 @@ def main() -> None:
     print(f"fresh process: import + load('demo'): {float(cold.stdout):.2f} s")
 
     from bayesdissect import load
-    from bayesdissect.features import gair_table
-    from bayesdissect.simulate import simulate
+    from bayesdissect.data.features import gair_table
+    from bayesdissect.data.simulate import simulate
 
     print(f"load('demo') (warm): {best(lambda: load('demo')):.2f} s")
     with tempfile.TemporaryDirectory() as d:

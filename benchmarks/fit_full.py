@@ -33,7 +33,7 @@ def gradient_ms(spec, data, backend: str, n: int, float32: bool = True,  # noqa:
     the back end nutpie uses; outputs copied to numpy so JAX's async dispatch is waited for)."""
     import pytensor
 
-    from bayesdissect.model import build_model
+    from bayesdissect.model.build import build_model
 
     if backend == "jax":
         import jax
@@ -95,7 +95,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import bayesdissect as bd
-    from bayesdissect.specs import HIERARCHICAL_LEVELS, load_spec
+    from bayesdissect.model.specs import HIERARCHICAL_LEVELS, load_spec
 
     t0 = time.perf_counter()
     data = bd.load(args.data)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bayesdissect.loaders import load
-from bayesdissect.simulate import make_demo
+from bayesdissect.data.loaders import load
+from bayesdissect.data.simulate import make_demo
 
 OUT = Path(__file__).resolve().parents[1] / "bayesdissect" / "data"
 

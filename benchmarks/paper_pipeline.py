@@ -105,7 +105,7 @@ def score(mean: np.ndarray, lower: np.ndarray, upper: np.ndarray, true: np.ndarr
 
 def fit_summary(fit, judges: list[str], groups: list[str]) -> dict:  # noqa: ANN001
     """Posterior mean and 90% interval of the cell weights w[judge, group, property]."""
-    from bayesdissect.weights import cell_weights
+    from bayesdissect.queries.weights import cell_weights
 
     post = fit.draws
     w = cell_weights(post)
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import bayesdissect as bd
-    from bayesdissect.simulate import load_truth
+    from bayesdissect.data.simulate import load_truth
 
     save_dir = Path(args.save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)

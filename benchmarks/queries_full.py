@@ -29,7 +29,7 @@ import xarray as xr
 
 def build(chains: int, draws: int, noise: float, seed: int) -> SimpleNamespace:
     import bayesdissect as bd
-    from bayesdissect.simulate import load_truth
+    from bayesdissect.data.simulate import load_truth
 
     data = bd.load("demo")
     truth = load_truth("demo")
@@ -69,10 +69,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    from bayesdissect.clusters import clusters
-    from bayesdissect.effects import all_effects, contrast
-    from bayesdissect.ppc import compare_models, loo, ppc
-    from bayesdissect.similarity import similarity
+    from bayesdissect.queries.clusters import clusters
+    from bayesdissect.queries.effects import all_effects, contrast
+    from bayesdissect.queries.predictive import compare_models, loo, ppc
+    from bayesdissect.queries.similarity import similarity
 
     t0 = time.perf_counter()
     fit = build(args.chains, args.draws, args.noise, args.seed)

@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayesdissect.catalogue import CASES, JUDGE_KEYS, PROPERTY_NAMES, SCENARIO_SIZES, judge_info
+from bayesdissect.data.catalogue import (
+    CASES,
+    JUDGE_KEYS,
+    PROPERTY_NAMES,
+    SCENARIO_SIZES,
+    judge_info,
+)
 
 
 def make_dataset(

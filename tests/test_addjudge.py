@@ -18,11 +18,11 @@ import xarray as xr
 from conftest import make_dataset
 
 import bayesdissect as bd
-from bayesdissect.addjudge import add_judge, parse_labels
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.fitting import Fit
-from bayesdissect.specs import load_spec
-from bayesdissect.weights import cell_weights
+from bayesdissect.model.fit import Fit
+from bayesdissect.model.specs import load_spec
+from bayesdissect.queries.addjudge import add_judge, parse_labels
+from bayesdissect.queries.weights import cell_weights
 
 CHAINS, DRAWS = 2, 250
 
@@ -206,7 +206,7 @@ def test_fast_path_matches_a_direct_conditional_fit():
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from bayesdissect.addjudge import laplace_new_judge
+    from bayesdissect.queries.addjudge import laplace_new_judge
 
     rng = np.random.default_rng(3)
     n, k, g = 600, 4, 4
@@ -270,8 +270,8 @@ def test_queries_include_new_judge_and_roundtrip(synth, tmp_path):
     assert list(back.posterior.judge.values) == list(new.posterior.judge.values)
     np.testing.assert_array_equal(back.posterior["cell_offset"].values,
                                   new.posterior["cell_offset"].values)
-    from bayesdissect.effects import effects
-    from bayesdissect.similarity import similarity
+    from bayesdissect.queries.effects import effects
+    from bayesdissect.queries.similarity import similarity
 
     eff = effects(back, level="judge", judges=[held])
     assert len(eff) == data.sizes["property"] and set(eff.judge) == {held}

@@ -18,15 +18,15 @@ import xarray as xr
 from conftest import make_dataset
 
 import bayesdissect as bd
-from bayesdissect.diagnostics import (
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.diagnostics import (
     ConvergenceWarning,
     SamplerWarning,
     compute_diagnostics,
     warn_if_unconverged,
 )
-from bayesdissect.errors import BayesDissectError
-from bayesdissect.fitting import FORMAT, FORMAT_1, Fit, load_fit
-from bayesdissect.weights import as_posterior
+from bayesdissect.model.fit import FORMAT, FORMAT_1, Fit, load_fit
+from bayesdissect.queries.weights import as_posterior
 
 matplotlib.use("Agg")
 

@@ -1,4 +1,11 @@
-from bayesdissect.catalogue import BASIC_KEYS, CASES, JUDGE_KEYS, JUDGES, PROPERTIES, judge_info
+from bayesdissect.data.catalogue import (
+    BASIC_KEYS,
+    CASES,
+    JUDGE_KEYS,
+    JUDGES,
+    PROPERTIES,
+    judge_info,
+)
 
 
 def test_properties_in_paper_order():

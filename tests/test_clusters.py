@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 from _query_posteriors import make_posterior
 
-from bayesdissect.clusters import K_RULE, clusters, silhouette
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.clusters import K_RULE, clusters, silhouette
 
 
 def _blocks(noise: float = 0.05, seed: int = 0) -> xr.Dataset:
@@ -81,7 +81,7 @@ def test_errors_and_dendrogram() -> None:
 def test_fast_cut_matches_scipy_public_api() -> None:
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    from bayesdissect.clusters import _average_cut
+    from bayesdissect.queries.clusters import _average_cut
 
     rng = np.random.default_rng(5)
     for n, k in ((5, 2), (12, 4), (33, 7)):

@@ -14,7 +14,7 @@ import pytest
 from test_features import base_row
 
 from bayesdissect import load
-from bayesdissect.cli import main
+from bayesdissect.cli.main import main
 from bayesdissect.errors import BayesDissectError
 
 
@@ -204,7 +204,7 @@ def test_unknown_hf_id_fails_fast_offline(capsys: pytest.CaptureFixture[str]) ->
 def test_hf_access_missing_message(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
-    import bayesdissect.loaders as loaders
+    import bayesdissect.data.loaders as loaders
 
     class GatedRepoError(Exception):
         pass

@@ -7,9 +7,15 @@ import pytest
 import xarray as xr
 from _query_posteriors import make_posterior, true_cell_weights
 
-from bayesdissect.effects import EFFECT_COLUMNS, all_effects, contrast, effects, summarise_draws
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.weights import available_levels, level_weights
+from bayesdissect.queries.effects import (
+    EFFECT_COLUMNS,
+    all_effects,
+    contrast,
+    effects,
+    summarise_draws,
+)
+from bayesdissect.queries.weights import available_levels, level_weights
 
 
 def test_summaries_match_numpy_on_known_draws() -> None:
@@ -139,3 +145,22 @@ def test_real_fit_intervals_cover_the_truth() -> None:
     assert (cell.upper - cell.lower).median() < 2.0
     # the pooled fit answers only the global level
     assert set(all_effects(f["pooled"]).level) == {"global"}
+
+
+def test_pref_mean_is_closer_to_50_than_the_papers_plug_in() -> None:
+    # sigmoid is concave for w > 0 and convex for w < 0 (and sigmoid - 1/2 is odd), so for a
+    # posterior on one side of 0 or symmetric about its mean the average of 100*sigmoid(w)
+    # lies between 50 and 100*sigmoid(posterior mean of w): the paper's number is farther out
+    import bayesdissect.queries.effects as eff
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(20000, 1))
+    cases = [m + s * z for m in (-2.0, -0.5, -0.1, 0.1, 0.5, 2.0) for s in (0.1, 0.5, 1.5)]
+    cases += [sign * rng.lognormal(mean, 0.8, size=(20000, 1))  # one-sided, skewed
+              for sign in (-1, 1) for mean in (-1.0, 0.5)]
+    for draws in cases:
+        s = summarise_draws(draws)
+        plug_in = 100 / (1 + np.exp(-draws.mean(0)))
+        assert (np.abs(s["pref_mean"] - 50) < np.abs(plug_in - 50)).all()
+    note = " ".join(eff.__doc__.split())
+    assert "pref_mean is closer to 50" in note and "farther from 50" in note

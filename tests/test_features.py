@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bayesdissect.catalogue import BASIC_KEYS, JUDGE_KEYS, PROPERTIES, PROPERTY_NAMES
-from bayesdissect.features import (
+from bayesdissect.data.catalogue import BASIC_KEYS, JUDGE_KEYS, PROPERTIES, PROPERTY_NAMES
+from bayesdissect.data.features import (
     LENGTH_THRESHOLDS,
     MISTAKE_MAP,
     STANCE_MAP,
@@ -302,7 +302,7 @@ def test_label_spellings() -> None:
 
 
 def test_swapping_responses_negates_every_feature() -> None:
-    from bayesdissect.simulate import simulate
+    from bayesdissect.data.simulate import simulate
 
     rows = simulate(n_pairs=300, judges=2, groups=3, seed=5, messy=True).rows
     swapped = []

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_dataset
 
 from bayesdissect import cli
-from bayesdissect.loaders import to_tidy
+from bayesdissect.data.loaders import to_tidy
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_failed_or_interrupted_write_leaves_earlier_fit(data_csv, tmp_path, caps
                                                         monkeypatch) -> None:
     import xarray as xr
 
-    import bayesdissect.fitting as fitting
+    import bayesdissect.model.fit as fitting
 
     path, _ = data_csv
     out = tmp_path / "fit.nc"

@@ -15,7 +15,7 @@ from conftest import make_dataset
 
 import bayesdissect as bd
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.specs import load_spec
+from bayesdissect.model.specs import load_spec
 
 FAST = {"chains": 2, "backend": "jax", "progressbar": False, "warn": False}
 
@@ -259,12 +259,12 @@ def test_initial_point_from_reproduces_posterior_means(warm_source, parameteriza
     variables equal FIT's posterior means by label (new judge: offsets and bias 0), for the
     non-centred, centred, partially centred and radial (size x direction) levels alike, and
     without zero-sum constraints (there a centred offset = z - loc: an affine map)."""
-    from bayesdissect.fitting import initial_point_from
-    from bayesdissect.model import build_model
+    from bayesdissect.model.build import build_model
+    from bayesdissect.model.fit import initial_point_from
 
     data, fit = warm_source
     # radial levels on these small dims too (the map does not depend on the size)
-    monkeypatch.setattr("bayesdissect.model.RADIAL_MIN_DIM", 1)
+    monkeypatch.setattr("bayesdissect.model.build.RADIAL_MIN_DIM", 1)
     spec = load_spec("hierarchical")
     for level in ("judge", "group", "cell"):
         spec = spec.replace_level(level, parameterization=parameterization or "noncentered",
@@ -326,7 +326,7 @@ def test_cli_fit_init(warm_source, tmp_path, capsys) -> None:
     """``fit --init PREVIOUS_FIT`` warm-starts from a saved fit; a bad path is one line,
     exit 2, before the data are read, and writes nothing."""
     from bayesdissect import cli
-    from bayesdissect.loaders import to_tidy
+    from bayesdissect.data.loaders import to_tidy
 
     data, fit = warm_source
     prev = fit.save(tmp_path / "prev.nc")

@@ -24,12 +24,12 @@ import pandas as pd
 import pytest
 
 from bayesdissect import load
-from bayesdissect.catalogue import CASE_SIZES, PAPER_ROWS, PROPERTY_NAMES, SCENARIO_SIZES
-from bayesdissect.cli import main
+from bayesdissect.cli.main import main
+from bayesdissect.data.catalogue import CASE_SIZES, PAPER_ROWS, PROPERTY_NAMES, SCENARIO_SIZES
+from bayesdissect.data.features import gair_table
+from bayesdissect.data.loaders import first_load_checks, load_detailed
+from bayesdissect.data.simulate import simulate
 from bayesdissect.errors import BayesDissectError, DataWarning
-from bayesdissect.features import gair_table
-from bayesdissect.loaders import first_load_checks, load_detailed
-from bayesdissect.simulate import simulate
 
 DEAD = "carries no information"
 
@@ -298,7 +298,7 @@ def test_bad_field_maps(clean_rows, tmp_path: Path) -> None:
 
 
 def test_fit_surfaces_the_load_warnings(clean_rows, tmp_path: Path) -> None:
-    from bayesdissect.fitting import fit
+    from bayesdissect.model.fit import fit
 
     rows = copy.deepcopy(clean_rows)
     for r in rows:

@@ -12,9 +12,15 @@ import pytest
 import xarray as xr
 
 from bayesdissect import load
-from bayesdissect.catalogue import CASE_SIZES, CASES, JUDGE_KEYS, PROPERTY_NAMES, SCENARIO_SIZES
-from bayesdissect.loaders import to_tidy
-from bayesdissect.simulate import simulate
+from bayesdissect.data.catalogue import (
+    CASE_SIZES,
+    CASES,
+    JUDGE_KEYS,
+    PROPERTY_NAMES,
+    SCENARIO_SIZES,
+)
+from bayesdissect.data.loaders import to_tidy
+from bayesdissect.data.simulate import simulate
 
 
 def assert_same_data(got: xr.Dataset, want: xr.Dataset) -> None:
@@ -119,7 +125,7 @@ def test_demo_raw_rows_have_paper_group_and_case_sizes() -> None:
 
 
 def test_demo_truth_matches_dataset() -> None:
-    from bayesdissect.simulate import load_truth
+    from bayesdissect.data.simulate import load_truth
 
     truth = load_truth("demo")
     data = load("demo")
@@ -200,7 +206,7 @@ def test_hf_source_through_datasets(monkeypatch: pytest.MonkeyPatch, sim_files) 
     import datasets
     import pyarrow.parquet as pq
 
-    import bayesdissect.loaders as loaders
+    import bayesdissect.data.loaders as loaders
 
     sim = sim_files["parquet"]
     calls = {}
@@ -226,7 +232,7 @@ def test_every_case_flag_present_for_gair(sim_files) -> None:
 
 
 def test_cli_info_prints_counts(capsys: pytest.CaptureFixture[str], sim_files) -> None:
-    from bayesdissect.cli import main
+    from bayesdissect.cli.main import main
 
     sim = sim_files["parquet"]
     assert main(["info", str(sim.path)]) == 0
@@ -238,7 +244,7 @@ def test_cli_info_prints_counts(capsys: pytest.CaptureFixture[str], sim_files) -
 
 def test_cli_info_field_map(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                             sim_files) -> None:
-    from bayesdissect.cli import main
+    from bayesdissect.cli.main import main
 
     rows = [dict(r) for r in sim_files["jsonl"].rows[:50]]
     for r in rows:

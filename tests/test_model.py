@@ -11,8 +11,8 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.variable import TensorConstant
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.model import build_model, prepare_data
-from bayesdissect.specs import load_spec
+from bayesdissect.model.build import build_model, prepare_data
+from bayesdissect.model.specs import load_spec
 
 
 def _free(model) -> set[str]:  # noqa: ANN001
@@ -127,8 +127,8 @@ def test_pointwise_log_likelihood_matches_numpy() -> None:
     the order of label_index, equal to numpy's per draw."""
     import xarray as xr
 
-    from bayesdissect.model import label_index
-    from bayesdissect.ppc import pointwise_log_likelihood
+    from bayesdissect.model.build import label_index
+    from bayesdissect.queries.predictive import pointwise_log_likelihood
 
     data, truth = make_dataset(3, 2, 40, 3, seed=9, missing=0.2)
     rng = np.random.default_rng(0)
@@ -153,7 +153,7 @@ def test_pointwise_log_likelihood_matches_numpy() -> None:
 
 
 def test_label_index_ignores_the_order_of_pairs_and_judges() -> None:
-    from bayesdissect.model import label_index
+    from bayesdissect.model.build import label_index
 
     data, _ = make_dataset(4, 2, 30, 2, seed=3, missing=0.3)
     shuffled = data.isel(judge=[2, 0, 3, 1], pair=np.random.default_rng(0).permutation(30))

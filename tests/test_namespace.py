@@ -7,7 +7,8 @@ import bayesdissect
 
 
 def test_public_names_are_callables_even_after_submodule_import():
-    for mod in ("effects", "similarity", "clusters", "ppc", "fitting", "loaders"):
+    for mod in ("queries.effects", "queries.similarity", "queries.clusters",
+                "queries.predictive", "model.fit", "data.loaders"):
         importlib.import_module(f"bayesdissect.{mod}")
     for name in bayesdissect.__all__:
         obj = getattr(bayesdissect, name)

@@ -11,11 +11,11 @@ from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
-from bayesdissect import plots
-from bayesdissect.catalogue import PROPERTY_NAMES
-from bayesdissect.effects import EFFECT_COLUMNS
+from bayesdissect.data.catalogue import PROPERTY_NAMES
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.similarity import SIMILARITY_COLUMNS
+from bayesdissect.queries.effects import EFFECT_COLUMNS
+from bayesdissect.queries.similarity import SIMILARITY_COLUMNS
+from bayesdissect.report import figures as plots
 
 JUDGES = ["yi-6b", "llama-2-70b-chat", "gpt-4-1106-preview", "human", "my-judge"]
 GROUPS = ["Advice", "Code", "Others"]

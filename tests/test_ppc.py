@@ -10,7 +10,7 @@ from arviz_stats.base import array_stats
 from conftest import make_dataset
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.ppc import compare_models, loo, ppc, psis_loo_rows
+from bayesdissect.queries.predictive import compare_models, loo, ppc, psis_loo_rows
 
 DIMS = {"mu": ("property",), "judge_offset": ("judge", "property"),
         "group_offset": ("group", "property"), "cell_offset": ("judge", "group", "property"),

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from _query_fits import small_fits
 
-from bayesdissect.cli import main
-from bayesdissect.effects import EFFECT_COLUMNS
-from bayesdissect.similarity import SIMILARITY_COLUMNS
+from bayesdissect.cli.main import main
+from bayesdissect.queries.effects import EFFECT_COLUMNS
+from bayesdissect.queries.similarity import SIMILARITY_COLUMNS
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import bayesdissect.fitting as fitting
-from bayesdissect.cli import build_parser, main
+import bayesdissect.model.fit as fitting
+from bayesdissect.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -70,9 +70,9 @@ def quick_fit(data: Any, model: Any = "hierarchical", sampler: str | None = None
               **_: Any) -> fitting.Fit:
     """Stand-in for ``fitting.fit`` with its signature: real loading, subsetting and spec,
     40 draws x 2 chains around per-judge least-squares weights (no sampling)."""
-    from bayesdissect.diagnostics import compute_diagnostics
-    from bayesdissect.loaders import load
-    from bayesdissect.specs import load_spec
+    from bayesdissect.data.loaders import load
+    from bayesdissect.model.diagnostics import compute_diagnostics
+    from bayesdissect.model.specs import load_spec
 
     spec = load_spec(model)
     if not isinstance(data, xr.Dataset):

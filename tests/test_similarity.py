@@ -7,7 +7,7 @@ import pytest
 from _query_posteriors import make_posterior, true_cell_weights
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.similarity import (
+from bayesdissect.queries.similarity import (
     SIMILARITY_COLUMNS,
     similarity,
     similarity_draws,

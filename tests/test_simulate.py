@@ -9,9 +9,9 @@ import pytest
 import xarray as xr
 
 from bayesdissect import load
-from bayesdissect.catalogue import CASES, JUDGE_KEYS, PROPERTY_NAMES
+from bayesdissect.data.catalogue import CASES, JUDGE_KEYS, PROPERTY_NAMES
+from bayesdissect.data.simulate import load_truth, simulate, truth_path_for
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.simulate import load_truth, simulate, truth_path_for
 
 QS_SLOT = {c: 23 + k for k, c in enumerate(CASES)}
 
@@ -130,7 +130,7 @@ def test_bad_arguments() -> None:
 
 
 def test_cli_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bayesdissect.cli import main
+    from bayesdissect.cli.main import main
 
     out = tmp_path / "cli.jsonl"
     rc = main(["simulate", "--out", str(out), "--judges", "3", "--pairs", "80",

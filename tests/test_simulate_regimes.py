@@ -10,8 +10,7 @@ import pytest
 import xarray as xr
 
 from bayesdissect import load
-from bayesdissect.errors import BayesDissectError
-from bayesdissect.simulate import (
+from bayesdissect.data.simulate import (
     DEMO_SCALES,
     DEMO_SEED,
     DEMO_TITLE,
@@ -24,6 +23,7 @@ from bayesdissect.simulate import (
     truth_path_for,
     weight_shape,
 )
+from bayesdissect.errors import BayesDissectError
 
 # Acceptance bands around PAPER_WEIGHT_SHAPE for one draw of the paper-sized weight array
 # (33 judges x 11 groups x 29 properties). Each band contains the 5-95% range of the sparse
@@ -212,7 +212,7 @@ def test_weight_shape_needs_judges_and_groups() -> None:
 
 
 def test_cli_regime_and_pair_sd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bayesdissect.cli import main
+    from bayesdissect.cli.main import main
 
     out = tmp_path / "r.jsonl"
     rc = main(["simulate", "--out", str(out), "--regime", "sparse", "--pair-sd", "1.0",
@@ -237,7 +237,7 @@ def test_cli_regime_and_pair_sd(tmp_path: Path, capsys: pytest.CaptureFixture[st
 ])
 def test_cli_bad_values_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         args: list[str], needle: str) -> None:
-    from bayesdissect.cli import main
+    from bayesdissect.cli.main import main
 
     out = tmp_path / "bad.parquet"
     assert main(["simulate", "--out", str(out), "--pairs", "20", "--judges", "2", *args]) == 2

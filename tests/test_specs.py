@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.specs import builtin_specs, load_spec, spec_from_json
+from bayesdissect.model.specs import builtin_specs, load_spec, spec_from_json
 
 
 def test_builtin_specs_have_the_documented_levels() -> None:

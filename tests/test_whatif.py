@@ -23,11 +23,11 @@ from conftest import make_dataset
 from scipy.stats import binom
 
 import bayesdissect as bd
-from bayesdissect.cli import main
+from bayesdissect.cli.main import main
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.weights import cell_weights
+from bayesdissect.queries.weights import cell_weights
 
-W = sys.modules["bayesdissect.whatif"]  # the module (bd.whatif is the function)
+W = sys.modules["bayesdissect.queries.whatif"]  # the module (bd.whatif is the function)
 
 GROUPS = ["group0", "group1", "group2"]
 
@@ -430,7 +430,7 @@ def test_cli_errors_are_one_line_exit_2(real, capsys, argv, message) -> None:
 
 def test_namespace_names_are_the_functions() -> None:
     import importlib
-    importlib.import_module("bayesdissect.whatif")
+    importlib.import_module("bayesdissect.queries.whatif")
     for name in ("whatif", "exploitability", "explain", "departs"):
         assert name in bd.__all__ and callable(getattr(bd, name))
     assert bd.whatif is W.whatif
@@ -439,7 +439,7 @@ def test_namespace_names_are_the_functions() -> None:
 def test_report_sections_are_computed(tmp_path) -> None:
     from test_report import fake_fit
 
-    from bayesdissect.report import compute_findings, write_report
+    from bayesdissect.report.html import compute_findings, write_report
     fit = fake_fit()
     f = compute_findings(fit, checks=False)
     planted = str(fit.data.property.values[2])  # human's weight on it is planted at 4

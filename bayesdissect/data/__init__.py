@@ -1,1 +1,2 @@
-"""Bundled data: the simulated paper-sized dataset and its true weights."""
+"""Load: the judge and property catalogue, the paper's feature rules, loaders,
+simulation, and the bundled files (the simulated demo data and its true weights)."""

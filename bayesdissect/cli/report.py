@@ -42,7 +42,7 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def _finish(args: argparse.Namespace, path: Path, findings: Any, seconds: float) -> None:
     """The end of a run: a compact summary table (unless --quiet), then where it is."""
-    from .output import render
+    from bayesdissect.cli.output import render
 
     if not args.quiet:
         table = findings.summary(max_rows=12)
@@ -57,8 +57,8 @@ def _finish(args: argparse.Namespace, path: Path, findings: Any, seconds: float)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..fitting import load_fit
-    from ..report import check_out_dir, compute_findings, write_report
+    from bayesdissect.model.fit import load_fit
+    from bayesdissect.report.html import check_out_dir, compute_findings, write_report
 
     start = time.perf_counter()
     check_out_dir(args.out)
@@ -85,8 +85,7 @@ def demo_scope(full: bool, judges: list[str] | None, available: list[str]) -> li
 
 def _demo(args: argparse.Namespace) -> int:
     import bayesdissect as bd
-
-    from ..report import check_out_dir, compute_findings, write_report
+    from bayesdissect.report.html import check_out_dir, compute_findings, write_report
 
     start = time.perf_counter()
     out = Path(args.out)

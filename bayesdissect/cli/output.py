@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from .._io import atomic_path
+from bayesdissect._io import atomic_path
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._io import atomic_path
-from .diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
-from .errors import BayesDissectError
-from .model import INTERNAL_PREFIXES, OBS_DIM, build_model, label_index
-from .specs import SAMPLERS, ModelSpec, load_spec, spec_from_json
+from bayesdissect._io import atomic_path
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.build import INTERNAL_PREFIXES, OBS_DIM, build_model, label_index
+from bayesdissect.model.diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
+from bayesdissect.model.specs import SAMPLERS, ModelSpec, load_spec, spec_from_json
 
 FORMAT = "bayesdissect-fit/2"
 #: The format before the standard ArviZ layout (a custom ``data`` group); still read.
@@ -315,7 +315,7 @@ def _given_values(values: Any) -> tuple[dict[str, Any], bool]:
     """{name: DataArray | ndarray} from a Fit (posterior means) or a dict; strict for dicts."""
     if isinstance(values, Fit) or isinstance(getattr(values, "posterior", None),
                                              xr.DataTree | xr.Dataset):
-        from .weights import as_posterior
+        from bayesdissect.queries.weights import as_posterior
 
         post = as_posterior(values)
         return {str(n): da.mean([d for d in ("chain", "draw") if d in da.dims])
@@ -697,7 +697,7 @@ def fit(
     if isinstance(initvals, str | os.PathLike):
         initvals = load_fit(initvals)
     if not isinstance(data, xr.Dataset):
-        from .loaders import load
+        from bayesdissect.data.loaders import load
 
         data = load(data)
     sampler = sampler or spec.sampler.name
@@ -784,7 +784,7 @@ def fit(
                 "warm_start": start is not None, "keep_warmup": bool(keep_warmup)}
     result = Fit(_clean(data), spec, xr.DataTree.from_dict(out), diag, settings)
     if log_likelihood:
-        from .ppc import add_log_likelihood
+        from bayesdissect.queries.predictive import add_log_likelihood
 
         add_log_likelihood(result)
     if warn:

@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import BayesDissectError
-from .model import OBS_DIM, label_index
-from .weights import TERMS, as_posterior, blas_single_thread
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.build import OBS_DIM, label_index
+from bayesdissect.queries.weights import TERMS, as_posterior, blas_single_thread
 
 #: Mid-p values below this or above 1 - this are flagged.
 FLAG_P = 0.025
@@ -555,7 +555,7 @@ def loo(fit: Any, data: xr.Dataset | None = None, name: str | None = None,
     Returns an ``elpd.LOOResult``: arviz_stats' ``ELPDDataLOO`` (``arviz_stats.compare``,
     ``arviz_plots.plot_khat`` take it) with ``elpd_i`` and ``pareto_k`` on the obs dim of
     the fit's observed_data, plus ``by_judge``, ``n_bad_k`` and ``name``."""
-    from .elpd import LOOResult
+    from bayesdissect.queries.elpd import LOOResult
 
     post = as_posterior(fit)
     pb = _problem(fit, data)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 
 def _int_arg(text: str | None, flag: str, low: int | None) -> int | None:
@@ -80,8 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..fitting import fit, load_fit
-    from ..specs import load_spec
+    from bayesdissect.model.fit import fit, load_fit
+    from bayesdissect.model.specs import load_spec
 
     load_spec(args.model)  # a bad model name fails before the data are read
     init = None
@@ -104,7 +104,7 @@ def _fit(args: argparse.Namespace) -> int:
             raise BayesDissectError(f"--target-accept: expected a number in (0, 1), got "
                                     f"{args.target_accept!r}")
     if args.sampler is not None:
-        from ..fitting import _check_sampler
+        from bayesdissect.model.fit import _check_sampler
         _check_sampler(args.sampler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -119,7 +119,7 @@ def _fit(args: argparse.Namespace) -> int:
                 raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None
             raise
     result.save(args.out)
-    from ..diagnostics import SamplerWarning
+    from bayesdissect.model.diagnostics import SamplerWarning
 
     for w in caught:
         message = str(w.message)
@@ -147,7 +147,7 @@ def predictive_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Posterior predictive checks in brief (``bayesdissect ppc`` prints the full tables)."""
     if getattr(args, "no_ppc", False):
         return {}
-    from ..ppc import loo, ppc
+    from bayesdissect.queries.predictive import loo, ppc
 
     res = ppc(fit)
     sc = res.scores.set_index("judge").loc["all"]
@@ -185,8 +185,8 @@ def _fmt(value: Any) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..diagnostics import summary_table
-    from ..fitting import load_fit
+    from bayesdissect.model.diagnostics import summary_table
+    from bayesdissect.model.fit import load_fit
 
     fit = load_fit(args.fit)
     sections = {name: fn(fit, args) for name, fn in CHECK_SECTIONS}

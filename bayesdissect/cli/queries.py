@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .output import add_output_args, emit
+from bayesdissect.cli.output import add_output_args, emit
 
 
 def _load(path: str) -> Any:
-    from ..fitting import load_fit
+    from bayesdissect.model.fit import load_fit
     return load_fit(path)
 
 
@@ -36,27 +36,27 @@ def _note(args: argparse.Namespace, text: str) -> None:
 
 
 def _effects(args: argparse.Namespace) -> int:
-    from ..effects import effects
+    from bayesdissect.queries.effects import effects
     emit(effects(_load(args.fit), args.level, judges=args.judge, groups=args.group,
                  prob=args.prob, population=args.population), args)
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..effects import contrast
+    from bayesdissect.queries.effects import contrast
     emit(contrast(_load(args.fit), args.judge_a, args.judge_b, group=args.group,
                   prob=args.prob, population=args.population), args)
     return 0
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from ..similarity import similarity
+    from bayesdissect.queries.similarity import similarity
     emit(similarity(_load(args.fit), kind=args.kind, group=args.group, prob=args.prob), args)
     return 0
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from ..clusters import clusters
+    from bayesdissect.queries.clusters import clusters
     res = clusters(_load(args.fit), k=args.k, kind=args.kind, group=args.group)
     _note(args, f"K = {res.k} ({res.rule}); {res.n_draws} posterior draws; stability = share "
                 "of draws in which exactly that cluster appears")
@@ -67,7 +67,7 @@ def _clusters(args: argparse.Namespace) -> int:
 
 
 def _ppc(args: argparse.Namespace) -> int:
-    from ..ppc import loo, ppc
+    from bayesdissect.queries.predictive import loo, ppc
     fit = _load(args.fit)
     if args.table == "loo":
         res = loo(fit)
@@ -88,8 +88,8 @@ def _ppc(args: argparse.Namespace) -> int:
 
 
 def _compare_models(args: argparse.Namespace) -> int:
-    from ..errors import BayesDissectError
-    from ..ppc import compare_models
+    from bayesdissect.errors import BayesDissectError
+    from bayesdissect.queries.predictive import compare_models
     if len(args.fits) < 2:
         raise BayesDissectError("compare-models needs at least two fits")
     fits = [_load(p) for p in args.fits]

@@ -25,8 +25,8 @@ import xarray as xr
 from scipy.cluster.hierarchy import dendrogram, fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from .errors import BayesDissectError
-from .similarity import similarity_matrices
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.similarity import similarity_matrices
 
 K_RULE = "K in 2..min(10, J-1) maximising the mean silhouette width on 1 - similarity"
 

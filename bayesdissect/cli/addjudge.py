@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 
 def _add_judge(args: argparse.Namespace) -> int:
-    from ..addjudge import add_judge
-    from ..fitting import load_fit
+    from bayesdissect.model.fit import load_fit
+    from bayesdissect.queries.addjudge import add_judge
 
     out = Path(args.out)
     if out.exists() and out.is_dir():

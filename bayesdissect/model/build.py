@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import BayesDissectError
-from .specs import Level, ModelSpec, load_spec
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.specs import Level, ModelSpec, load_spec
 
 #: Posterior variable of each level's term (the posterior contract).
 TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",

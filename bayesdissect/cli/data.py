@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 
 def register(sub: Any) -> None:
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from ..simulate import LEVELS, simulate
+    from bayesdissect.data.simulate import LEVELS, simulate
 
     if args.pairs is not None and args.pairs < 1:
         raise BayesDissectError(f"--pairs {args.pairs}: expected a positive number")
@@ -109,8 +109,8 @@ def parse_field_map(text: str | None) -> dict[str, str] | None:
 def _info(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..errors import DataWarning
-    from ..loaders import first_load_checks, load_detailed
+    from bayesdissect.data.loaders import first_load_checks, load_detailed
+    from bayesdissect.errors import DataWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

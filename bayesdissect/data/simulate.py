@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._io import atomic_path
-from .catalogue import (
+from bayesdissect._io import atomic_path
+from bayesdissect.data.catalogue import (
     BASIC_KEYS,
     CASE_SIZES,
     CASES,
@@ -70,7 +70,7 @@ from .catalogue import (
     SCENARIO_SIZES,
     judge_info,
 )
-from .errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 DEMO_SEED = 20240217
 DEMO_TITLE = ("SIMULATED demo data: paper-sized (5,240 pairs, 33 judges, 11 scenarios) in the "
@@ -145,7 +145,7 @@ def load_truth(source: str | Path) -> xr.Dataset:
     if str(source) == "demo":
         from importlib import resources
 
-        from .loaders import DEMO_TRUTH_FILE
+        from bayesdissect.data.loaders import DEMO_TRUTH_FILE
         with resources.as_file(resources.files("bayesdissect.data") / DEMO_TRUTH_FILE) as p:
             return _with_similarity(_open_nc(Path(p), "demo"))
     return _with_similarity(_open_nc(truth_path_for(source) if not str(source).endswith(".nc")
@@ -357,12 +357,12 @@ def _sparse_truth(rng: np.random.Generator, judges: list[str], G: int, K: int,
 
 
 def true_similarity(truth: xr.Dataset) -> xr.Dataset:
-    """The true similarity of every pair of judges, computed by ``bayesdissect.similarity``
+    """The true similarity of every pair of judges, computed by ``bayesdissect.queries.similarity``
     on the true weights as on one posterior draw: ``similarity`` (the paper's: per-group
     Pearson correlation of the cell weights, averaged over groups) and
     ``similarity_deviation`` (of judge_offset + cell_offset), dims (judge, judge2)."""
-    from .similarity import similarity_matrix
-    from .weights import TERMS
+    from bayesdissect.queries.similarity import similarity_matrix
+    from bayesdissect.queries.weights import TERMS
 
     terms = {t: truth[t] for t in TERMS if t in truth and t != "w_cell"}
     if not terms:
@@ -600,7 +600,7 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
     sim_title = title or ("Simulated GAIR-schema data (seed "
                           f"{seed}, {n} pairs, {J} judges, {G} groups)")
     keep = np.flatnonzero(~drop)
-    from .loaders import build_dataset
+    from bayesdissect.data.loaders import build_dataset
 
     source = str(out) if out is not None else "<simulated>"
     data = build_dataset(x[keep], y[keep], pair=keep, properties=PROPERTY_NAMES,
@@ -775,7 +775,7 @@ def _arrow_schema(judges: list[str]) -> Any:
 def _write(sim: Simulation, fmt: str, title: str, seed: int) -> None:
     assert sim.path is not None and sim.truth_path is not None
     meta = json.dumps({"simulated": 1, "title": title, "seed": int(seed),
-                       "generator": "bayesdissect.simulate"})
+                       "generator": "bayesdissect.data.simulate"})
     with atomic_path(sim.path) as tmp:
         if fmt == "parquet":
             import pyarrow as pa

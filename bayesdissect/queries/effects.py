@@ -15,8 +15,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import BayesDissectError
-from .weights import as_posterior, check_level, flat_draws, level_weights, select_labels
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.weights import (
+    as_posterior,
+    check_level,
+    flat_draws,
+    level_weights,
+    select_labels,
+)
 
 EFFECT_COLUMNS = ["level", "judge", "group", "property", "mean", "sd", "lower", "upper",
                   "prob_positive", "pref_mean", "pref_lower", "pref_upper"]
@@ -93,7 +99,7 @@ def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
 
 def all_effects(fit: Any, prob: float = 0.9, population: bool = False) -> pd.DataFrame:
     """Effects at every level the fit has, stacked (global, judge, group, cell)."""
-    from .weights import available_levels
+    from bayesdissect.queries.weights import available_levels
     post = as_posterior(fit)
     return pd.concat([effects(post, lv, prob=prob, population=population)
                       for lv in available_levels(post)], ignore_index=True)

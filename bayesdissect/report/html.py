@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .errors import BayesDissectError
-from .plots import DEFAULT_JUDGES, display_name, similarity_to
+from bayesdissect import __version__
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.report.figures import DEFAULT_JUDGES, display_name, similarity_to
 
 REPORT_FILE = "report.html"
 #: How to run the same analysis on the real data (shown when the data are simulated).
@@ -387,10 +387,10 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
     """Run the queries a report needs: effects at every level, contrasts with the
     reference judge (human when present), similarity, clusters, (``checks``) the
     posterior predictive checks and (``counterfactuals``) the what-if queries."""
-    from .clusters import clusters
-    from .effects import all_effects, contrast
-    from .similarity import similarity
-    from .weights import as_posterior, available_levels
+    from bayesdissect.queries.clusters import clusters
+    from bayesdissect.queries.effects import all_effects, contrast
+    from bayesdissect.queries.similarity import similarity
+    from bayesdissect.queries.weights import as_posterior, available_levels
 
     say = progress or (lambda _m: None)
     post = as_posterior(fit)
@@ -413,7 +413,7 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
             say("clusters")
             f.clusters = clusters(fit, k=k)
     if checks and getattr(fit, "data", None) is not None:
-        from .ppc import ppc
+        from bayesdissect.queries.predictive import ppc
 
         say("posterior predictive checks")
         f.ppc = ppc(fit, prob=prob)
@@ -488,7 +488,7 @@ def _data_section(fit: Any, findings: Findings) -> str:
             "model. The display scale is 100&middot;sigmoid(w): the probability that the "
             "response better on this property alone is preferred.</p>")
     try:
-        from .weights import as_posterior
+        from bayesdissect.queries.weights import as_posterior
 
         p = as_posterior(fit)
         st = dict(getattr(fit, "settings", None) or {})
@@ -517,7 +517,7 @@ def _figures(fit: Any, f: Findings, folder: Path, dpi: int) -> list[_Figure]:
     """Draw and save every figure the fit supports; returns them in report order."""
     from matplotlib.figure import Figure
 
-    from . import plots
+    from bayesdissect.report import figures as plots
 
     out: list[_Figure] = []
 
@@ -763,7 +763,7 @@ def compute_counterfactuals(fit: Any, f: Findings,
     """Fill ``f.whatif`` (the featured judges' win rate with one property equalised),
     ``f.exploit`` (every judge x property) and ``f.departs`` (featured judges vs the
     reference) when the fit carries its data."""
-    from .whatif import departs, exploitability, whatif
+    from bayesdissect.queries.whatif import departs, exploitability, whatif
 
     if getattr(fit, "data", None) is None or not f.judges:
         return
@@ -826,7 +826,7 @@ def exploit_sentences(f: Findings) -> list[str]:
     ex = f.exploit
     if ex is None or ex.empty:
         return []
-    from .whatif import most_exploitable
+    from bayesdissect.queries.whatif import most_exploitable
 
     top = most_exploitable(ex).set_index("judge")
     out = [f"{_NOT_CAUSAL_HTML} Gain: the change in the share of pairs response 1 wins when "
@@ -890,7 +890,7 @@ COUNTERFACTUAL_HEADINGS = [("whatif", "What if a property were equalised?"),
 
 def counterfactual_figures(f: Findings, save: Callable[[Any, str, str], None]) -> None:
     """The exploitability heatmap and the first featured judge's departure chart."""
-    from . import plots
+    from bayesdissect.report import figures as plots
 
     if f.exploit is not None and not f.exploit.empty:
         save(plots.plot_exploitability(f.exploit, reference=f.reference, prob=f.prob),

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 # Each module in bayesdissect.commands defines ``register(subparsers)``; a command sets
 # ``func`` on its parser, called as ``func(args) -> int``.
@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
-            module = importlib.import_module(f".commands.{name}", __package__)
+            module = importlib.import_module(f".{name}", __package__)
         except ModuleNotFoundError as exc:  # a command group not built yet
-            if exc.name != f"{__package__}.commands.{name}":
+            if exc.name != f"{__package__}.{name}":
                 raise
             continue
         module.register(sub)

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalogue import BASIC_KEYS, CASES, JUDGE_KEYS, PROPERTIES
-from .errors import BayesDissectError
+from bayesdissect.data.catalogue import BASIC_KEYS, CASES, JUDGE_KEYS, PROPERTIES
+from bayesdissect.errors import BayesDissectError
 
 N_PROPERTIES = len(PROPERTIES)
 SEVERITIES: tuple[str, ...] = ("minor", "moderate", "severe")

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .catalogue import (
+from bayesdissect.data.catalogue import (
     CASE_SIZES,
     CASES,
     HUMAN_A_COUNTS,
@@ -53,8 +53,8 @@ from .catalogue import (
     SCENARIO_SIZES,
     judge_info,
 )
-from .errors import BayesDissectError, DataWarning
-from .features import GairTable, gair_table, parse_label
+from bayesdissect.data.features import GairTable, gair_table, parse_label
+from bayesdissect.errors import BayesDissectError, DataWarning
 
 DEMO_FILE = "demo.parquet"
 DEMO_TRUTH_FILE = "demo_truth.nc"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .output import add_output_args, emit
+from bayesdissect.cli.output import add_output_args, emit
 
 _NOT_CAUSAL = ("These are the fitted model's counterfactuals of an observational regression, "
                "not causal experiments: they say what the weights predict if only the given "
@@ -21,7 +21,7 @@ _NOT_CAUSAL = ("These are the fitted model's counterfactuals of an observational
 
 
 def _load(path: str) -> Any:
-    from ..fitting import load_fit
+    from bayesdissect.model.fit import load_fit
     return load_fit(path)
 
 
@@ -31,7 +31,7 @@ def _say(text: str) -> None:
 
 def _caveat() -> None:
     """The one-line caveat on stderr (stdout stays a clean table / csv / json)."""
-    from ..whatif import CAVEAT
+    from bayesdissect.queries.whatif import CAVEAT
     _say(f"note: {CAVEAT}")
 
 
@@ -40,7 +40,7 @@ _PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
 
 def _check_plot(path: str | None) -> None:
     """Refuse a --plot file type matplotlib cannot write, before any work."""
-    from ..errors import BayesDissectError
+    from bayesdissect.errors import BayesDissectError
     if path and Path(path).suffix.lower().lstrip(".") not in _PLOT_FORMATS:
         raise BayesDissectError(f"--plot {path}: unknown figure type; expected a file name "
                                 f"ending in .{', .'.join(_PLOT_FORMATS)}")
@@ -49,7 +49,7 @@ def _check_plot(path: str | None) -> None:
 def _plot(fig: Any, path: str | None) -> None:
     if not path:
         return
-    from .._io import atomic_path
+    from bayesdissect._io import atomic_path
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, dpi=130, format=target.suffix.lower().lstrip("."))
@@ -64,7 +64,7 @@ def _read_pairs(path: str | None) -> Any:
         return None
     import pandas as pd
 
-    from ..errors import BayesDissectError
+    from bayesdissect.errors import BayesDissectError
     p = Path(path)
     if not p.is_file():
         raise BayesDissectError(f"--pairs {path}: no such file; expected a CSV of pairs "
@@ -75,14 +75,14 @@ def _read_pairs(path: str | None) -> Any:
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise BayesDissectError(f"--pairs {path}: cannot read it as CSV "
                                     f"({type(exc).__name__})") from None
-    from ..loaders import load
+    from bayesdissect.data.loaders import load
     return load(str(p))
 
 
 def _pair_ids(text: str | None) -> list[int] | None:
     if not text:
         return None
-    from ..errors import BayesDissectError
+    from bayesdissect.errors import BayesDissectError
     try:
         return [int(t) for t in text.replace(" ", "").split(",") if t]
     except ValueError:
@@ -91,8 +91,8 @@ def _pair_ids(text: str | None) -> list[int] | None:
 
 
 def _assignments(items: list[str] | None, flag: str) -> dict[str, float]:
-    from ..errors import BayesDissectError
-    from ..whatif import parse_assignment
+    from bayesdissect.errors import BayesDissectError
+    from bayesdissect.queries.whatif import parse_assignment
     out: dict[str, float] = {}
     for text in items or []:
         name, value = parse_assignment(text, flag)
@@ -103,8 +103,8 @@ def _assignments(items: list[str] | None, flag: str) -> dict[str, float]:
 
 
 def _whatif(args: argparse.Namespace) -> int:
-    from ..errors import BayesDissectError
-    from ..whatif import intervened_pairs, whatif
+    from bayesdissect.errors import BayesDissectError
+    from bayesdissect.queries.whatif import intervened_pairs, whatif
     if args.pairs and args.pair_ids:
         raise BayesDissectError("--pairs and --pair-ids: give one of them")
     fit = _load(args.fit)
@@ -120,7 +120,7 @@ def _whatif(args: argparse.Namespace) -> int:
          "pairs that response 1 wins, change in percentage points")
     _caveat()
     if args.intervened:
-        from .._io import atomic_path
+        from bayesdissect._io import atomic_path
         with atomic_path(args.intervened) as tmp:
             intervened_pairs(fit, **kw).to_csv(tmp, index=False)
         _say(f"wrote {args.intervened}")
@@ -130,7 +130,7 @@ def _whatif(args: argparse.Namespace) -> int:
 
 def _exploit(args: argparse.Namespace) -> int:
     _check_plot(args.plot)
-    from ..whatif import exploitability, most_exploitable
+    from bayesdissect.queries.whatif import exploitability, most_exploitable
     fit = _load(args.fit)
     df = exploitability(fit, args.judge, properties=args.property, groups=args.group,
                         value=args.value, prob=args.prob, applicable=not args.everywhere,
@@ -140,7 +140,7 @@ def _exploit(args: argparse.Namespace) -> int:
          "percentage points")
     _caveat()
     if args.plot:
-        from ..plots import plot_exploitability
+        from bayesdissect.report.figures import plot_exploitability
         _plot(plot_exploitability(df, prob=args.prob), args.plot)
     emit(most_exploitable(df) if args.top else df, args)
     return 0
@@ -148,14 +148,14 @@ def _exploit(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     _check_plot(args.plot)
-    from ..whatif import explain
+    from bayesdissect.queries.whatif import explain
     fit = _load(args.fit)
     df = explain(fit, args.pair, args.judge, prob=args.prob, max_draws=args.max_draws)
     _say(f"pair {df.attrs['pair']} (group {df.attrs['group']}); terms are x[i,k] * w[j,g,k] "
          f"on the logit scale; probability = P(response 1 wins); {df.attrs['n_draws']} draws")
     _caveat()
     if args.plot:
-        from ..plots import plot_explain
+        from bayesdissect.report.figures import plot_explain
         _plot(plot_explain(df), args.plot)
     emit(df, args)
     return 0
@@ -163,7 +163,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _departs(args: argparse.Namespace) -> int:
     _check_plot(args.plot)
-    from ..whatif import departs
+    from bayesdissect.queries.whatif import departs
     fit = _load(args.fit)
     df = departs(fit, args.judge or None, reference=args.reference, groups=args.group,
                  measure=args.measure, prob=args.prob, max_draws=args.max_draws)
@@ -173,7 +173,7 @@ def _departs(args: argparse.Namespace) -> int:
          f"share = term / total; {df.attrs['n_draws']} draws")
     _caveat()
     if args.plot:
-        from ..plots import plot_departs
+        from bayesdissect.report.figures import plot_departs
         _plot(plot_departs(df), args.plot)
     emit(df, args)
     return 0

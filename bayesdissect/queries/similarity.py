@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import BayesDissectError
-from .weights import (
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.weights import (
     as_posterior,
     blas_single_thread,
     cell_weights,

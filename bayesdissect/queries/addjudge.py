@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -220,7 +220,7 @@ def parse_labels(labels: Any, data: xr.Dataset,
 
 def data_with_judge(data: xr.Dataset, y_new: xr.DataArray, name: str) -> xr.Dataset:
     """``data`` with one more judge ``name`` whose labels are ``y_new``, appended last."""
-    from .catalogue import judge_info
+    from bayesdissect.data.catalogue import judge_info
 
     name = str(name).strip()
     if not name:
@@ -579,7 +579,7 @@ def _chol_solve_t(chol: np.ndarray, eps: np.ndarray) -> np.ndarray:
 
 
 def _posterior_dataset(fit: Any) -> xr.Dataset:
-    from .weights import as_posterior
+    from bayesdissect.queries.weights import as_posterior
 
     return as_posterior(fit)
 
@@ -589,8 +589,8 @@ def _with_posterior(fit: Any, post: xr.Dataset) -> xr.DataTree:
     dims (warm-up draws, log likelihood, predictive draws) cannot be extended to the new
     judge and are dropped; observed_data / constant_data are rebuilt from the new data by
     the Fit."""
-    from .fitting import DATA_GROUPS
-    from .model import OBS_DIM
+    from bayesdissect.model.build import OBS_DIM
+    from bayesdissect.model.fit import DATA_GROUPS
 
     groups: dict[str, xr.Dataset] = {"posterior": post}
     tree = getattr(fit, "idata", None)
@@ -608,7 +608,7 @@ def _with_posterior(fit: Any, post: xr.Dataset) -> xr.DataTree:
 
 def _make_fit(fit: Any, data: xr.Dataset, idata: xr.DataTree, diagnostics: dict) -> Any:
     """A Fit like ``fit`` (same spec and settings) with new data, tree and diagnostics."""
-    from .fitting import Fit
+    from bayesdissect.model.fit import Fit
 
     if isinstance(fit, Fit):
         return Fit(data, fit.spec, idata, diagnostics, fit.settings)
@@ -741,7 +741,7 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
     else:
         gidx = np.zeros(int(keep.sum()), dtype=int)
     rng = np.random.default_rng(seed)
-    from .weights import blas_single_thread
+    from bayesdissect.queries.weights import blas_single_thread
 
     with blas_single_thread():  # small products: one BLAS thread is faster on a busy box
         res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng)
@@ -784,7 +784,7 @@ def _fit_kwargs(fit: Any, chains: int | None, draws: int | None, tune: int | Non
 
 def _call_fit(data: xr.Dataset, fit: Any, kwargs: dict) -> Any:
     """``bayesdissect.fit`` of FIT's spec on ``data`` with the given (non-None) settings."""
-    from . import fitting
+    from bayesdissect.model import fit as fitting
 
     return fitting.fit(data, model=fit.spec, **{k: v for k, v in kwargs.items()
                                                 if v is not None})

@@ -20,7 +20,8 @@ posterior's uncertainty, not as the effect an experiment would measure.
   reference judge over the pairs, split exactly into per-property contributions.
 
 Everything is computed draw by draw in chunks of draws (never a pairs x judges x all-draws
-array), with the logits of ``bayesdissect.ppc`` (one GEMM per group, single-threaded BLAS).
+array), with the logits of ``bayesdissect.queries.predictive`` (one GEMM per group,
+single-threaded BLAS).
 P(win) is averaged as 0.5 + 0.5 * tanh(z / 2) (the same number as sigmoid(z), one
 vectorised pass). Win rates and changes are in percentage points; intervals are
 equal-tailed at ``prob``. Every spec works: ``paper`` has no bias (0), ``pooled`` gives
@@ -38,11 +39,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .catalogue import PROPERTIES
-from .effects import _check_prob  # private helper, reused: one definition of the rule
-from .errors import BayesDissectError
-from .ppc import _chunk_size, _draw_pieces, _logits, _Problem, _problem, _weights_np
-from .weights import as_posterior, blas_single_thread, select_labels
+from bayesdissect.data.catalogue import PROPERTIES
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.effects import (
+    _check_prob,  # private helper, reused: one definition of the rule
+)
+from bayesdissect.queries.predictive import (
+    _chunk_size,
+    _draw_pieces,
+    _logits,
+    _Problem,
+    _problem,
+    _weights_np,
+)
+from bayesdissect.queries.weights import as_posterior, blas_single_thread, select_labels
 
 WHATIF_COLUMNS = ["judge", "group", "n_pairs", "before", "after", "change", "change_lower",
                   "change_upper"]

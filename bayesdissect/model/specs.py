@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BayesDissectError
+from bayesdissect.errors import BayesDissectError
 
 #: Levels a spec may name, with the dims of the term each adds.
 LEVEL_DIMS: dict[str, tuple[str, ...]] = {

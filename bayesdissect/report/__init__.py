@@ -1,0 +1,1 @@
+"""Show: findings in words, figures, the HTML report."""
