@@ -384,3 +384,38 @@ def test_load_detailed_returns_the_row_table(clean_rows, tmp_path: Path) -> None
     df = pd.DataFrame({"label:human": ["A", "B"], "clear": [1.0, -1.0]})
     (_, none), _ = loud(lambda: load_detailed(df))
     assert none is None
+
+
+def test_cli_fit_prints_the_load_warnings_before_sampling(
+        clean_rows, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bayesdissect fit` says what the loader could not see, one line each, before it
+    samples (here an unknown judge then fails the fit: the warnings came first), and a
+    failed fit writes nothing."""
+    rows = copy.deepcopy(clean_rows)
+    for r in rows:
+        for side in (1, 2):
+            e = r[f"errors_response_{side}"]
+            e["inaccuracies"] = e.pop("errors")
+    path = write(tmp_path / "inacc.jsonl", rows)
+    _, msgs = loud(lambda: load(path))
+    out = tmp_path / "f.nc"
+    assert main(["fit", str(path), "--out", str(out), "--judges", "nobody"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[:-1] == [f"warning: {m}" for m in msgs] and len(msgs) > 0
+    assert "nobody" in err[-1]
+    assert not out.exists()
+
+
+def test_cli_fit_field_map_silences_what_it_maps(
+        clean_rows, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = copy.deepcopy(clean_rows)
+    for r in rows:
+        for side in (1, 2):
+            e = r[f"errors_response_{side}"]
+            e["inaccuracies"] = e.pop("errors")
+    path = write(tmp_path / "inacc.jsonl", rows)
+    code = main(["fit", str(path), "--out", str(tmp_path / "f.nc"), "--judges", "nobody",
+                 "--field-map", '{"errors": "inaccuracies"}'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not [ln for ln in err if ln.startswith("warning:")]
+    assert "nobody" in err[-1]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,20 +108,29 @@ def parse_field_map(text: str | None) -> dict[str, str] | None:
     return mapping
 
 
-def _info(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def data_warnings_on_stderr() -> Iterator[None]:
+    """What the loader could not see (``DataWarning``) as one 'warning:' line each on stderr,
+    printed as soon as the block ends (before a fit starts sampling); other warnings pass on."""
     import warnings
 
-    from bayesdissect.data.loaders import first_load_checks, load_detailed
     from bayesdissect.errors import DataWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data, table = load_detailed(args.data, field_map=parse_field_map(args.field_map))
+        yield
     for w in caught:
         if issubclass(w.category, DataWarning):
             print(f"warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from bayesdissect.data.loaders import first_load_checks, load_detailed
+
+    with data_warnings_on_stderr():
+        data, table = load_detailed(args.data, field_map=parse_field_map(args.field_map))
     out = sys.stdout
     n, nd = data.sizes["pair"], int(data.attrs.get("n_dropped", 0))
     title = str(data.attrs.get("title", ""))

@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", default=None, metavar="G1,G2,...", help="fit only these groups")
     p.add_argument("--subset", default=None, metavar="CASE",
                    help="fit only the pairs of one case (e.g. w_stances), as one group")
+    p.add_argument("--field-map", metavar="JSON", default=None,
+                   help="rename fields of a GAIR source, as for `bayesdissect info` (a JSON "
+                   "object or .json file, canonical name -> yours; '-name' for an inverted "
+                   "0-3 rating)")
     p.add_argument("--init", default=None, metavar="PREVIOUS_FIT",
                    help="warm start: begin every chain at this saved fit's posterior means "
                    "(judges, groups, properties matched by name; new ones start at 0)")
@@ -106,10 +110,15 @@ def _fit(args: argparse.Namespace) -> int:
     if args.sampler is not None:
         from bayesdissect.model.fit import _check_sampler
         _check_sampler(args.sampler)
+    from bayesdissect.cli.data import data_warnings_on_stderr, parse_field_map
+    from bayesdissect.data.loaders import load
+
+    with data_warnings_on_stderr():  # what the loader cannot see, said before sampling
+        data = load(args.data, field_map=parse_field_map(args.field_map))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = fit(args.data, model=args.model, sampler=args.sampler, chains=chains,
+            result = fit(data, model=args.model, sampler=args.sampler, chains=chains,
                          draws=draws, tune=tune, seed=seed, target_accept=target_accept,
                          judges=args.judges, groups=args.groups, subset=args.subset,
                          progressbar=not args.quiet and sys.stderr.isatty(),
