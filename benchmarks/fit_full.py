@@ -6,8 +6,9 @@ divergences and peak memory, as one JSON line (appended to --json if given).
 
 Run it alone (the machine has 2 cores):
 
-    flock /tmp/bd-bench.lock python3 benchmarks/fit_full.py --model hierarchical
-    flock /tmp/bd-bench.lock python3 benchmarks/fit_full.py --model paper
+    python3 benchmarks/fit_full.py --model hierarchical
+    python3 benchmarks/fit_full.py --model paper
+    python3 benchmarks/fit_full.py --device gpu      # JAX on the GPU (pip install -e ".[gpu]")
 
 Variants for the record: --param centered|noncentered (every hierarchical level),
 --backend numba|jax, --adaptation diag|draw_diag|low_rank, --chains/--draws/--tune.
@@ -91,8 +92,11 @@ def main() -> int:
                     help="gradient evaluations for the one-core gradient timing (0: skip)")
     ap.add_argument("--json", default=None, help="append the result line to this file")
     ap.add_argument("--label", default="")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                    help="where JAX runs (sets JAX_PLATFORMS before JAX is imported)")
     ap.add_argument("--save", default=None, help="also save the fit here (after timing)")
     args = ap.parse_args()
+    os.environ["JAX_PLATFORMS"] = "cuda" if args.device == "gpu" else "cpu"
 
     import bayesdissect as bd
     from bayesdissect.model.specs import HIERARCHICAL_LEVELS, load_spec
@@ -147,6 +151,8 @@ def main() -> int:
         "loadavg": os.getloadavg(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "python": sys.version.split()[0],
+        "device": args.device,
+        "jax_devices": _jax_devices(),
     }
     line = json.dumps(out)
     print(line)
@@ -154,6 +160,15 @@ def main() -> int:
         with open(args.json, "a") as fh:
             fh.write(line + "\n")
     return 0
+
+
+def _jax_devices() -> list[str]:
+    """The devices JAX ran on (an empty list where JAX was not imported)."""
+    if "jax" not in sys.modules:
+        return []
+    import jax
+
+    return [str(d) for d in jax.devices()]
 
 
 if __name__ == "__main__":
