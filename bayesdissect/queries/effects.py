@@ -2,9 +2,12 @@
 
 Every number is a summary of posterior draws: mean, sd, an equal-tailed interval at
 ``prob``, P(w > 0), and the paper's display scale 100*sigmoid(w) summarised over the same
-draws (``pref_mean`` is the posterior mean of 100*sigmoid(w); the paper plotted
-100*sigmoid of the posterior-mean weight, which is slightly closer to 50; the interval
-is the same either way because sigmoid is monotone).
+draws. pref_mean is closer to 50 than the paper's number, 100*sigmoid of the
+posterior-mean weight, which lies farther from 50: sigmoid is concave for w > 0 and convex
+for w < 0, so by Jensen's inequality averaging sigmoid(w) over a posterior on one side of
+0 pulls it towards 1/2, and since sigmoid(w) - 1/2 is odd the same holds for any posterior
+symmetric about its mean (a weight's usual shape). Only a skewed posterior straddling 0
+can reverse it. The interval is the same either way, because sigmoid is monotone.
 """
 
 from __future__ import annotations
@@ -67,19 +70,24 @@ def _table(w: xr.DataArray, level: str, prob: float) -> pd.DataFrame:
 
 def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
             groups: list[str] | None = None, prob: float = 0.9,
-            population: bool = False) -> pd.DataFrame:
+            population: bool = False, seed: int | None = 0) -> pd.DataFrame:
     """Property effects at ``level`` (global, judge, group, cell) as a tidy table with
     columns ``EFFECT_COLUMNS``; ``judges`` / ``groups`` filter the rows (an unknown name is a
     BayesDissectError); judge / group are empty strings where the level has none.
     judge / group / global are the cell weights averaged over the fitted groups / judges
-    (the paper's averages); ``population=True`` gives the spec's population terms instead
-    (mu + judge_offset etc.; see ``weights.level_weights``). Judge-varying levels are
-    computed one judge at a time (memory: draws x groups x K)."""
+    (the paper's averages). ``population=True`` answers for one new judge instead (judge
+    label ``weights.NEW_JUDGE``): its predictive weights, mu + a new judge offset (+ the
+    group and new cell terms at the group and cell levels) drawn per posterior draw from
+    the fitted prior with ``seed`` (see ``weights.new_judge_weights``). Judge-varying
+    levels are computed one judge at a time (memory: draws x groups x K)."""
     post = as_posterior(fit)
     check_level(post, level)
     _check_prob(prob)
     by_judge = level in ("judge", "cell")
     by_group = level in ("group", "cell")
+    if judges and population:
+        raise BayesDissectError("--judge does not apply with --population: it describes one "
+                                "new judge, not the fitted ones")
     if judges and not by_judge:
         raise BayesDissectError(f"--judge does not apply at level {level!r} (it has no judges); "
                                 "use --level judge or cell")
@@ -87,36 +95,40 @@ def effects(fit: Any, level: str = "judge", judges: list[str] | None = None,
         raise BayesDissectError(f"--group does not apply at level {level!r} (it has no groups); "
                                 "use --level group or cell")
     gsel = select_labels(post["group"], groups, "group") if by_group else None
+    if population:
+        w = level_weights(post, level, True, spec=getattr(fit, "spec", None), seed=seed)
+        return _table(w.sel(group=gsel) if gsel is not None else w, level, prob)
     if not by_judge:
-        w = level_weights(post, level, population)
+        w = level_weights(post, level)
         return _table(w.sel(group=gsel) if gsel is not None else w, level, prob)
     parts = []
     for j in select_labels(post["judge"], judges, "judge"):
-        w = level_weights(post.sel(judge=[j]), level, population)
+        w = level_weights(post.sel(judge=[j]), level)
         parts.append(_table(w.sel(group=gsel) if gsel is not None else w, level, prob))
     return pd.concat(parts, ignore_index=True)
 
 
-def all_effects(fit: Any, prob: float = 0.9, population: bool = False) -> pd.DataFrame:
-    """Effects at every level the fit has, stacked (global, judge, group, cell)."""
+def all_effects(fit: Any, prob: float = 0.9, population: bool = False,
+                seed: int | None = 0) -> pd.DataFrame:
+    """Effects at every level the fit has, stacked (global, judge, group, cell); with
+    ``population=True`` those of one new judge (``effects``), the same draws at every
+    level for a given ``seed``."""
     from bayesdissect.queries.weights import available_levels
-    post = as_posterior(fit)
-    return pd.concat([effects(post, lv, prob=prob, population=population)
-                      for lv in available_levels(post)], ignore_index=True)
+    return pd.concat([effects(fit, lv, prob=prob, population=population, seed=seed)
+                      for lv in available_levels(as_posterior(fit))], ignore_index=True)
 
 
 def contrast(fit: Any, judge_a: str, judge_b: str, group: str | None = None,
-             prob: float = 0.9, population: bool = False) -> pd.DataFrame:
-    """Posterior of w_A - w_B per property: judge level (averaged over the fitted groups;
-    ``population=True``: judge_offset_A - judge_offset_B) or, with ``group``, the cell
-    weights in that group. Columns ``CONTRAST_COLUMNS``;
+             prob: float = 0.9) -> pd.DataFrame:
+    """Posterior of w_A - w_B per property: judge level (averaged over the fitted groups)
+    or, with ``group``, the cell weights in that group. Columns ``CONTRAST_COLUMNS``;
     ``prob_a_greater`` = P(w_A > w_B); ``credible`` = the interval excludes 0. Sorted so
     the biggest credible differences come first: by the interval's distance from zero
     (the bound nearest zero when it excludes zero, else 0), then by |mean|."""
     post = as_posterior(fit)
     level = "cell" if group is not None else "judge"
     check_level(post, level)
-    w = level_weights(post, level, population)
+    w = level_weights(post, level)
     for j in (judge_a, judge_b):
         select_labels(w["judge"], [j], "judge")
     if judge_a == judge_b:
