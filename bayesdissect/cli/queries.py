@@ -24,9 +24,14 @@ def _prob(parser: argparse.ArgumentParser) -> None:
 
 def _population(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", action="store_true",
-                        help="population-level terms instead of averages over the fitted "
-                        "groups/judges: judge = mu + judge_offset, group = mu + group_offset, "
-                        "global = mu (weights for a new group / judge; wider intervals)")
+                        help="a new judge instead of the fitted ones: its predictive weights, "
+                        "mu + a new judge offset drawn per posterior draw from the fitted "
+                        "prior (Normal(0, sigma_judge^2 (1 + 1/J)) under zero-sum offsets; "
+                        "plus the group and a new cell term at --level group/cell); one row "
+                        "per property, judge 'new judge', wider intervals than any fitted "
+                        "judge's. Not for the paper spec (no population of judges)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the new judge's draws (--population; default 0)")
 
 
 def _note(args: argparse.Namespace, text: str) -> None:
@@ -38,14 +43,14 @@ def _note(args: argparse.Namespace, text: str) -> None:
 def _effects(args: argparse.Namespace) -> int:
     from bayesdissect.queries.effects import effects
     emit(effects(_load(args.fit), args.level, judges=args.judge, groups=args.group,
-                 prob=args.prob, population=args.population), args)
+                 prob=args.prob, population=args.population, seed=args.seed), args)
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from bayesdissect.queries.effects import contrast
     emit(contrast(_load(args.fit), args.judge_a, args.judge_b, group=args.group,
-                  prob=args.prob, population=args.population), args)
+                  prob=args.prob), args)
     return 0
 
 
@@ -128,7 +133,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("judge_b", metavar="JUDGE_B")
     p.add_argument("--group", default=None, help="compare cell weights in this group "
                    "(default: judge level, averaged over groups)")
-    _population(p)
     _prob(p)
     add_output_args(p)
     p.set_defaults(func=_compare)
@@ -141,7 +145,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit", metavar="FIT")
     p.add_argument("--kind", default="paper", metavar="KIND",
                    help="paper | deviation: paper = full weights; deviation = judge + cell "
-                   "terms only (not inflated by what all judges share)")
+                   "terms only (not inflated by what all judges share). Zero-sum deviations "
+                   "sum to zero over the J judges, which pulls their correlation to "
+                   "-1/(J-1) for unrelated judges; deviation reports ((J-1) r + 1) / J, "
+                   "the baseline subtracted and rescaled (0 for unrelated judges, 1 for "
+                   "identical ones)")
     p.add_argument("--group", default=None, help="one group instead of the group average")
     _prob(p)
     add_output_args(p)

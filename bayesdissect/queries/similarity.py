@@ -11,6 +11,26 @@ shrinks per-draw correlations towards 0, while averaging draws first removes tha
 mu and the group terms make every pair look alike); ``kind="deviation"`` uses each
 judge's deviation from the shared weights, judge_offset + cell_offset.
 
+Deviation similarity is corrected for centring. Zero-sum offsets (the default spec), and
+the paper spec's w_cell minus its judge mean, are deviations from the *fitted judges'
+average*: they sum to zero over the J judges, so two judges whose deviations are
+independent correlate at -1/(J-1) on average, not 0 (-0.5 at 3 judges, -0.14 at 8), and
+twins stay at 1. Per draw (and for ``of_means``) we report the chance-corrected value
+
+    s = ((J - 1) r + 1) / J,   i.e. r minus its baseline -1/(J-1), rescaled so 1 stays 1,
+
+which is 0 in expectation for independent deviations, 1 for identical ones, and to first
+order the correlation of the deviations from the population mean (centring J exchangeable
+vectors of correlation matrix I + D gives r = (D_ab - 1/J) J/(J-1) + O(D/J)). It is one
+affine map per fit, so intervals map onto intervals and clusters (average linkage on
+1 - s, a rescaling) and their silhouettes do not change. With two judges the centred
+deviations are exact negatives and s = 0: their deviations carry no similarity. Chosen
+over the alternative of adding back the judges' unidentified mean deviation, drawn from
+its prior (Normal(0, sigma^2 / J)), which is also unbiased at 0 but needs a learned sigma
+(the paper spec has none) and a seed, and adds noise. Offsets that do not sum to zero over
+judges (iid offsets from mu, such as a simulated truth's) are left as they are
+(``weights.judge_centred``).
+
 Core: ``similarity_draws(w)`` on a numpy array (S, J, G, K), chunked over draws in
 float32, so 528 pairs x thousands of draws take seconds and memory stays bounded.
 """
@@ -30,6 +50,7 @@ from bayesdissect.queries.weights import (
     cell_weights,
     deviation_weights,
     flat_draws,
+    judge_centred,
     posterior_mean,
     select_labels,
 )
@@ -66,14 +87,27 @@ def similarity_draws(w: np.ndarray, chunk: int = 256) -> np.ndarray:
     return out
 
 
-def _weights(post: xr.Dataset, kind: str, group: str | None) -> xr.DataArray:
+def centring_correction(s: np.ndarray, n_judges: int) -> np.ndarray:
+    """The chance-corrected similarity ((J - 1) s + 1) / J of a correlation ``s`` of
+    deviations centred over ``n_judges`` judges (module note): baseline -1/(J-1) -> 0,
+    1 -> 1. NaN stays NaN."""
+    j = int(n_judges)
+    return (s * (j - 1) + 1) / j if j > 0 else s
+
+
+def _check_kind(post: xr.Dataset, kind: str) -> None:
     if kind not in KINDS:
         raise BayesDissectError(f"unknown similarity kind {kind!r}; expected one of "
                                 f"{', '.join(KINDS)}")
     if not any(t in post for t in ("judge_offset", "cell_offset", "w_cell")):
         raise BayesDissectError("this fit has no judge-level terms (a pooled model): all judges "
                                 "share one weight vector, so similarity is undefined")
-    w = cell_weights(post) if kind == "paper" else deviation_weights(post)
+
+
+def _weights(post: xr.Dataset, kind: str, group: str | None,
+             centred: bool | None = None) -> xr.DataArray:
+    _check_kind(post, kind)
+    w = cell_weights(post) if kind == "paper" else deviation_weights(post, centred)
     if group is not None:
         select_labels(w["group"], [group], "group")
         w = w.sel(group=[group])
@@ -94,18 +128,25 @@ def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
                         chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(per-draw similarity (S, J, J) float32, similarity of posterior means (J, J),
     judge labels). Weights are built chunk by chunk of draws. Used by the table below
-    and by clustering."""
+    and by clustering. ``kind="deviation"`` of a fit whose deviations are centred over
+    judges is corrected for the centring (module note; ``centring_correction``)."""
     post = as_posterior(fit)
-    wmean = _weights(posterior_mean(post), kind, group)
+    _check_kind(post, kind)
+    centred = kind == "deviation" and judge_centred(post)
+    wmean = _weights(posterior_mean(post), kind, group, centred)
     judges = [str(v) for v in wmean["judge"].values]
     s = post.sizes["chain"] * post.sizes["draw"]
     out = np.empty((s, len(judges), len(judges)), dtype=np.float32)
     pos = 0
     for piece in draw_chunks(post, chunk):
-        arr = flat_draws(_weights(piece, kind, group)).astype(np.float32)
+        arr = flat_draws(_weights(piece, kind, group, centred)).astype(np.float32)
         out[pos:pos + arr.shape[0]] = similarity_draws(arr, chunk)
         pos += arr.shape[0]
-    return out, similarity_draws(flat_draws(wmean), 1)[0].astype(float), judges
+    of_means = similarity_draws(flat_draws(wmean), 1)[0].astype(float)
+    if centred:
+        out = centring_correction(out, len(judges)).astype(np.float32, copy=False)
+        of_means = centring_correction(of_means, len(judges))
+    return out, of_means, judges
 
 
 def pair_table(draws: np.ndarray, of_means: np.ndarray, judges: list[str],
@@ -129,8 +170,9 @@ def similarity(fit: Any, kind: str = "paper", group: str | None = None,
                prob: float = 0.9, chunk: int = 256) -> pd.DataFrame:
     """Similarity of every pair of judges with columns ``SIMILARITY_COLUMNS``: posterior
     mean and equal-tailed interval of the per-draw similarity, and ``of_means`` (the paper's
-    number). ``kind``: "paper" (cell weights) or "deviation" (judge_offset + cell_offset).
-    ``group``: one group instead of the average over all groups."""
+    number). ``kind``: "paper" (cell weights) or "deviation" (judge_offset + cell_offset,
+    corrected for centring over judges where the fit's deviations sum to zero: module
+    note). ``group``: one group instead of the average over all groups."""
     draws, of_means, judges = similarity_matrices(fit, kind, group, chunk)
     return pair_table(draws, of_means, judges, prob)
 

@@ -320,19 +320,37 @@ def cell_weights(posterior: xr.Dataset, terms: tuple[str, ...] | None = None) ->
     return total.transpose("chain", "draw", "judge", "group", "property").rename("w")
 
 
-def deviation_weights(posterior: xr.Dataset) -> xr.DataArray:
+def judge_centred(posterior: xr.Dataset) -> bool:
+    """True when the fit sees judges' deviations only relative to the fitted judges'
+    average: a deviation term (judge_offset, cell_offset) sums to zero over judges (a
+    zero-sum level; ``sums_to_zero``), or the ``paper`` spec (w_cell only), whose
+    deviation is w_cell minus its judge mean. False for iid offsets measured from ``mu``
+    (as in a simulated truth)."""
+    present = [t for t in DEVIATION_TERMS if t in posterior]
+    if present:
+        return any(sums_to_zero(posterior[t], "judge") for t in present)
+    return "w_cell" in posterior
+
+
+def deviation_weights(posterior: xr.Dataset, centred: bool | None = None) -> xr.DataArray:
     """Each judge's deviation from what all judges share, per group, per draw:
-    judge_offset + cell_offset. For the ``paper`` spec (w_cell only) it is w_cell minus its
-    mean over judges in each group, the closest analogue."""
+    judge_offset + cell_offset. Where the fit sees deviations only relative to the judges'
+    average (``centred``, default ``judge_centred(posterior)``) they are taken from that
+    average, draw by draw (a no-op where every term is zero-sum over judges; it completes a
+    partly zero-sum fit). For the ``paper`` spec (w_cell only) it is w_cell minus its mean
+    over judges in each group, the closest analogue."""
+    if centred is None:
+        centred = judge_centred(posterior)
     if any(t in posterior for t in DEVIATION_TERMS):
         dev = cell_weights(posterior, DEVIATION_TERMS)
     elif "w_cell" in posterior:
-        w = posterior["w_cell"]
-        dev = (w - w.mean("judge")).transpose("chain", "draw", "judge", "group", "property")
+        dev, centred = posterior["w_cell"], True
     else:
         raise BayesDissectError("this fit has no judge-level terms (judge_offset, cell_offset "
                                 "or w_cell): judges do not differ in it")
-    return dev.rename("w_dev")
+    if centred:
+        dev = dev - dev.mean("judge")
+    return dev.transpose("chain", "draw", "judge", "group", "property").rename("w_dev")
 
 
 def flat_draws(arr: xr.DataArray) -> np.ndarray:
