@@ -142,13 +142,14 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     parser = build_parser()
     ran = []
+    namespace = {"__name__": "__readme__"}  # the Python blocks run as one session, in order
     for block in readme_blocks():
         lang, code = block["lang"], block["code"]
         if lang == "csv":
             name = re.findall(r"`([\w.-]+\.csv)`", block["before"])[-1]
             (tmp_path / name).write_text(code)
         elif lang == "python":
-            exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+            exec(compile(code, str(README), "exec"), namespace)
             ran.append("python block")
         elif lang == "bash":
             for line in commands(code):
