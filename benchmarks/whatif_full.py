@@ -12,7 +12,7 @@ during each step (tracemalloc) and the process's peak RSS:
 
 Targets (issue 13): whatif <= 5 s, exploitability <= 30 s, explain <= 2 s.
 
-Run: ``flock /tmp/bd-bench.lock python3 benchmarks/whatif_full.py [--draws 1800]``.
+Run: ``python3 benchmarks/whatif_full.py [--draws 1800] [--all-draws]``.
 """
 
 from __future__ import annotations

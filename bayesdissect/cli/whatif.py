@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesdissect.cli.output import add_output_args, emit
+from bayesdissect.queries.whatif import DEFAULT_MAX_DRAWS
 
 _NOT_CAUSAL = ("These are the fitted model's counterfactuals of an observational regression, "
                "not causal experiments: they say what the weights predict if only the given "
@@ -224,7 +225,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "pair, not only in its case")
     p.add_argument("--intervened", default=None, metavar="FILE",
                    help="write every changed (pair, property) with x before and after as CSV")
-    _common(p)
+    _common(p, draws_default=DEFAULT_MAX_DRAWS)
     p.set_defaults(func=_whatif)
 
     p = sub.add_parser(
@@ -249,7 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use every posterior draw (slower; default: at most --max-draws)")
     p.add_argument("--plot", default=None, metavar="FILE",
                    help="save the judges x properties heatmap of the gain (png, pdf, svg)")
-    _common(p, draws_default=2000)
+    _common(p, draws_default=DEFAULT_MAX_DRAWS)
     p.set_defaults(func=_exploit)
 
     p = sub.add_parser(

@@ -289,6 +289,10 @@ def _pair_order(data: xr.Dataset) -> np.ndarray:
     return np.argsort(np.searchsorted(groups, groups_all), kind="stable")
 
 
+#: Draws whatif and exploitability use by default (evenly thinned; None = every draw).
+DEFAULT_MAX_DRAWS = 2000
+
+
 def _thin(post: xr.Dataset, max_draws: int | None) -> xr.Dataset:
     """Every n-th draw of each chain so at most ~``max_draws`` are used (None: all)."""
     if max_draws is None:
@@ -330,8 +334,8 @@ def whatif(fit: Any, set: Mapping[str, Any] | None = None, *,  # noqa: A002 - th
            shift: Mapping[str, Any] | None = None, swap: Iterable[str] | None = None,
            judges: Sequence[str] | str | None = None, groups: Sequence[str] | None = None,
            pairs: Any = None, by_group: bool = False, prob: float = 0.9,
-           clip: bool = True, applicable: bool = True, max_draws: int | None = None
-           ) -> pd.DataFrame:
+           clip: bool = True, applicable: bool = True,
+           max_draws: int | None = DEFAULT_MAX_DRAWS) -> pd.DataFrame:
     """Counterfactual win rate: the posterior predictive P(response 1 wins), averaged over
     pairs, before and after changing comparison values, per judge (``by_group``: and per
     group), draw by draw. A model counterfactual of an observational regression, not a
@@ -343,7 +347,9 @@ def whatif(fit: Any, set: Mapping[str, Any] | None = None, *,  # noqa: A002 - th
     ``pairs``: None = the fitted pairs, a list of pair coordinates, or a table of your own
     pairs (DataFrame: one column per property, ``group``; or a Dataset with ``x``);
     ``groups`` keeps the pairs of those groups. ``applicable``: a query-specific property
-    changes only on the pairs of its case. ``max_draws``: use evenly thinned draws.
+    changes only on the pairs of its case. ``max_draws`` (default 2,000; None = all): evenly
+    thinned draws -- a win rate averaged over thousands of pairs has a Monte Carlo error far
+    below its interval's width at 2,000 draws, and all 33 judges then take ~2 s, not ~8.
 
     Returns ``judge, group, n_pairs, before, after, change, change_lower, change_upper``
     (percentage points; before/after/change posterior means, the change's equal-tailed
@@ -472,7 +478,8 @@ def _whatif_sums(post: xr.Dataset, pb: _Problem, judges: list[str], dx: np.ndarr
 def exploitability(fit: Any, judges: Sequence[str] | str | None = None, *,
                    properties: Sequence[str] | None = None,
                    groups: Sequence[str] | None = None, pairs: Any = None, value: float = 1.0,
-                   prob: float = 0.9, applicable: bool = True, max_draws: int | None = 2000
+                   prob: float = 0.9, applicable: bool = True,
+                   max_draws: int | None = DEFAULT_MAX_DRAWS
                    ) -> pd.DataFrame:
     """How far each judge's win rate moves when response 1 wins a property on every pair
     where it does not today (x = ``value``: ``gain``), or loses it everywhere (x =
