@@ -49,9 +49,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_spec": "model.specs",
     "build_model": "model.build",
-    "fit": "model.fit",
-    "load_fit": "model.fit",
-    "Fit": "model.fit",
+    "fit": "model.sample",
+    "load_fit": "model.fitted",
+    "Fit": "model.fitted",
     "add_judge": "queries.addjudge",
     "write_report": "report.html",
 }

@@ -19,7 +19,7 @@ from conftest import make_dataset
 
 import bayesdissect as bd
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.model.fit import Fit
+from bayesdissect.model.fitted import Fit
 from bayesdissect.model.specs import load_spec
 from bayesdissect.queries.addjudge import add_judge, parse_labels
 from bayesdissect.queries.weights import cell_weights

@@ -82,7 +82,7 @@ def test_failed_or_interrupted_write_leaves_earlier_fit(data_csv, tmp_path, caps
                                                         monkeypatch) -> None:
     import xarray as xr
 
-    import bayesdissect.model.fit as fitting
+    import bayesdissect.model.sample as fitting
 
     path, _ = data_csv
     out = tmp_path / "fit.nc"

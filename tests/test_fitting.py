@@ -260,7 +260,7 @@ def test_initial_point_from_reproduces_posterior_means(warm_source, parameteriza
     non-centred, centred, partially centred and radial (size x direction) levels alike, and
     without zero-sum constraints (there a centred offset = z - loc: an affine map)."""
     from bayesdissect.model.build import build_model
-    from bayesdissect.model.fit import initial_point_from
+    from bayesdissect.model.warmstart import initial_point_from
 
     data, fit = warm_source
     # radial levels on these small dims too (the map does not depend on the size)

@@ -298,7 +298,7 @@ def test_bad_field_maps(clean_rows, tmp_path: Path) -> None:
 
 
 def test_fit_surfaces_the_load_warnings(clean_rows, tmp_path: Path) -> None:
-    from bayesdissect.model.fit import fit
+    from bayesdissect.model.sample import fit
 
     rows = copy.deepcopy(clean_rows)
     for r in rows:

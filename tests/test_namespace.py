@@ -8,7 +8,7 @@ import bayesdissect
 
 def test_public_names_are_callables_even_after_submodule_import():
     for mod in ("queries.effects", "queries.similarity", "queries.clusters",
-                "queries.predictive", "model.fit", "data.loaders"):
+                "queries.predictive", "model.sample", "data.loaders"):
         importlib.import_module(f"bayesdissect.{mod}")
     for name in bayesdissect.__all__:
         obj = getattr(bayesdissect, name)

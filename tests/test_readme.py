@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import bayesdissect.model.fit as fitting
+import bayesdissect.model.sample as fitting
 from bayesdissect.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ from bayesdissect.errors import BayesDissectError
 
 
 def _add_judge(args: argparse.Namespace) -> int:
-    from bayesdissect.model.fit import load_fit
+    from bayesdissect.model.fitted import load_fit
     from bayesdissect.queries.addjudge import add_judge
 
     out = Path(args.out)

@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _fit(args: argparse.Namespace) -> int:
     import warnings
 
-    from bayesdissect.model.fit import fit, load_fit
+    from bayesdissect.model.fitted import load_fit
+    from bayesdissect.model.sample import fit
     from bayesdissect.model.specs import load_spec
 
     load_spec(args.model)  # a bad model name fails before the data are read
@@ -108,7 +109,7 @@ def _fit(args: argparse.Namespace) -> int:
             raise BayesDissectError(f"--target-accept: expected a number in (0, 1), got "
                                     f"{args.target_accept!r}")
     if args.sampler is not None:
-        from bayesdissect.model.fit import _check_sampler
+        from bayesdissect.model.sample import _check_sampler
         _check_sampler(args.sampler)
     from bayesdissect.cli.data import data_warnings_on_stderr, parse_field_map
     from bayesdissect.data.loaders import load
@@ -195,7 +196,7 @@ def _fmt(value: Any) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     from bayesdissect.model.diagnostics import summary_table
-    from bayesdissect.model.fit import load_fit
+    from bayesdissect.model.fitted import load_fit
 
     fit = load_fit(args.fit)
     sections = {name: fn(fit, args) for name, fn in CHECK_SECTIONS}

@@ -13,7 +13,7 @@ from bayesdissect.cli.output import add_output_args, emit
 
 
 def _load(path: str) -> Any:
-    from bayesdissect.model.fit import load_fit
+    from bayesdissect.model.fitted import load_fit
     return load_fit(path)
 
 

@@ -57,7 +57,7 @@ def _finish(args: argparse.Namespace, path: Path, findings: Any, seconds: float)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bayesdissect.model.fit import load_fit
+    from bayesdissect.model.fitted import load_fit
     from bayesdissect.report.html import check_out_dir, compute_findings, write_report
 
     start = time.perf_counter()

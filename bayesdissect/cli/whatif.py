@@ -22,7 +22,7 @@ _NOT_CAUSAL = ("These are the fitted model's counterfactuals of an observational
 
 
 def _load(path: str) -> Any:
-    from bayesdissect.model.fit import load_fit
+    from bayesdissect.model.fitted import load_fit
     return load_fit(path)
 
 

@@ -590,7 +590,7 @@ def _with_posterior(fit: Any, post: xr.Dataset) -> xr.DataTree:
     judge and are dropped; observed_data / constant_data are rebuilt from the new data by
     the Fit."""
     from bayesdissect.model.build import OBS_DIM
-    from bayesdissect.model.fit import DATA_GROUPS
+    from bayesdissect.model.fitted import DATA_GROUPS
 
     groups: dict[str, xr.Dataset] = {"posterior": post}
     tree = getattr(fit, "idata", None)
@@ -608,7 +608,7 @@ def _with_posterior(fit: Any, post: xr.Dataset) -> xr.DataTree:
 
 def _make_fit(fit: Any, data: xr.Dataset, idata: xr.DataTree, diagnostics: dict) -> Any:
     """A Fit like ``fit`` (same spec and settings) with new data, tree and diagnostics."""
-    from bayesdissect.model.fit import Fit
+    from bayesdissect.model.fitted import Fit
 
     if isinstance(fit, Fit):
         return Fit(data, fit.spec, idata, diagnostics, fit.settings)
@@ -784,7 +784,7 @@ def _fit_kwargs(fit: Any, chains: int | None, draws: int | None, tune: int | Non
 
 def _call_fit(data: xr.Dataset, fit: Any, kwargs: dict) -> Any:
     """``bayesdissect.fit`` of FIT's spec on ``data`` with the given (non-None) settings."""
-    from bayesdissect.model import fit as fitting
+    from bayesdissect.model import sample as fitting
 
     return fitting.fit(data, model=fit.spec, **{k: v for k, v in kwargs.items()
                                                 if v is not None})
