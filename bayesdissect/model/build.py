@@ -13,7 +13,9 @@ are left out by indexing only the observed entries (never imputed). There is no
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,6 +81,41 @@ class ModelData:
         rows, cols = np.divmod(self.obs_flat, self.y.shape[1])
         return pd.DataFrame({"pair": pair_labels[self.order][rows],
                              "judge": self.judges[cols]})
+
+
+@dataclass(frozen=True)
+class RadialLevel:
+    """One "radial" level's constants: how its offsets map onto the sampled helpers.
+
+    offset[k] = exp(psi[k]) * y[k] / ||y[k]|| with ``y = z_<level>`` (dims ``zs_dims``,
+    ``n`` free dimensions per property), ``l = log r = l0 + step * z_<level>_lognorm`` and
+    ``psi = psi0 + z_<level>_logsize``; the warm start inverts this.
+    """
+
+    term: str
+    zs_dims: tuple[str, ...]
+    n: int
+    l0: float
+    psi0: float
+    step: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``build_model`` knows about a model it built: the data layout (``ModelData``)
+    and the constants of its radial levels (by level name)."""
+
+    data: ModelData
+    radial: dict[str, RadialLevel]
+
+
+#: ModelInfo of each live model ``build_model`` made (``model_info``); entries go with them.
+_MODEL_INFO: weakref.WeakKeyDictionary[Any, ModelInfo] = weakref.WeakKeyDictionary()
+
+
+def model_info(model: Any) -> ModelInfo | None:
+    """The ``ModelInfo`` of a ``pm.Model`` made by ``build_model``; None for any other."""
+    return _MODEL_INFO.get(model)
 
 
 def prepare_data(data: xr.Dataset) -> ModelData:
@@ -163,7 +200,8 @@ def _zs_dims(dims: tuple[str, ...], axes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
-            zero_sum_axes: tuple[str, ...] = ()):
+            zero_sum_axes: tuple[str, ...] = (),
+            radial: dict[str, RadialLevel] | None = None):
     """The term of one level with its prior; returns (term, weight) tensors.
 
     Hierarchical levels use partial centering (Papaspiliopoulos et al. 2007; Gorinova et
@@ -174,6 +212,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
     element). ``loc`` (the sum of the levels above) is only given for the cell level, whose
     weight is then the cell's full w[j, g, :]; the offset is ``weight - loc``.
     A fixed-scale prior is sampled directly: re-centering it would only rescale it.
+    A level sampled "radial" puts its constants in ``radial`` (by level name).
     """
     import pymc as pm
     import pytensor
@@ -187,7 +226,10 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
     if level.parameterization == "radial" and level.sigma_per_property:
         n = _radial_dim(dims, axes)
         if n >= RADIAL_MIN_DIM:
-            return _radial_offset(level, term, dims, axes, n, loc)
+            offset, weight, constants = _radial_offset(level, term, dims, axes, n, loc)
+            if radial is not None:
+                radial[level.name] = constants
+            return offset, weight
     sdims = ("property",) if level.sigma_per_property else None
     sigma = _sigma(f"sigma_{level.name}", level, sdims)
     if level.zero_sum and zero_sum_axes:
@@ -250,12 +292,11 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     mixing of sigma_* in benchmarks/RESULTS.md). ``n < RADIAL_MIN_DIM`` falls back to
     non-centered offsets (the direction of a 1-d offset is a sign). The two helpers are
     ``CustomDist``s with that density and forward draws, so the prior can be sampled
-    (``pm.sample_prior_predictive``).
+    (``pm.sample_prior_predictive``). Returns (offset, weight, the level's RadialLevel).
     """
     import pymc as pm
     import pytensor.tensor as pt
 
-    model = pm.modelcontext(None)
     zs_dims = _zs_dims(dims, axes)
     if axes:
         y = pm.ZeroSumNormal(f"z_{level.name}", sigma=1.0, dims=zs_dims,
@@ -274,16 +315,13 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     b = _radial_logsize(f"z_{level.name}_logsize", level, a, l0, step, psi0)
     psi = psi0 + b
     pm.Deterministic(f"sigma_{level.name}", pt.exp(psi - ell), dims="property")
-    if not hasattr(model, "_bd_radial"):
-        model._bd_radial = {}  # noqa: SLF001
-    # how to map (offset, sigma) back onto the sampled helpers (fitting's warm start)
-    model._bd_radial[level.name] = {"term": term, "zs_dims": zs_dims, "n": n, "l0": l0,  # noqa: SLF001
-                                    "psi0": psi0, "step": step}
+    # how to map (offset, sigma) back onto the sampled helpers (the warm start)
+    constants = RadialLevel(term=term, zs_dims=zs_dims, n=n, l0=l0, psi0=psi0, step=step)
     norm = pt.sqrt(pt.sum(y**2, axis=tuple(range(1, len(zs_dims))), keepdims=True))
     size = pt.exp(psi).reshape((-1, *(1,) * (len(zs_dims) - 1)))
     value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
     offset = pm.Deterministic(term, value, dims=dims)
-    return offset, offset if loc is None else loc + offset
+    return offset, offset if loc is None else loc + offset, constants
 
 
 def _zeros_support_point(rv, size, *params):  # noqa: ANN001, ANN202, ARG001
@@ -392,14 +430,13 @@ def _bernoulli_logit_random(logit, rng=None, size=None):  # noqa: ANN001, ANN202
     return (rng.random(size or logit.shape) < 1.0 / (1.0 + np.exp(-logit))).astype(float)
 
 
-def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = False,
+def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
                 likelihood: str = "observed"):  # noqa: ANN201
     """A ``pm.Model`` for ``spec`` (a ModelSpec or a name/path) on ``data``.
 
     Named dims: ``judge``, ``group``, ``property`` (and ``obs`` for the observed labels, in
     ``label_index`` order; ``ModelData.observed_entries`` maps each back to (pair, judge)).
-    ``pointwise`` only records that a pointwise log-likelihood is wanted (it is computed
-    after sampling, see ``fitting.fit``); the model itself never stores one.
+    ``model_info(model)`` gives the data layout and the radial levels' constants.
     """
     import pymc as pm
     import pytensor
@@ -411,6 +448,7 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
               OBS_DIM: np.arange(md.n_obs)}
+    radial: dict[str, RadialLevel] = {}
     with pm.Model(coords=coords) as model:
         auto = {k: v.astype(floatx) for k, v in centering_weights(md, spec).items()}
         base = pt.zeros((1, 1, n_k), dtype=floatx)
@@ -424,11 +462,13 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
             # data inform them directly and mu is their mean, without a mu-vs-judges ridge)
             loc = None if mu is None else pt.broadcast_to(mu[None, :], (n_j, n_k))
             judge, jw = _offset(spec.levels["judge"], loc=loc, centering=auto.get("judge"),
-                                zero_sum_axes=("judge",) if mu is not None else ())
+                                zero_sum_axes=("judge",) if mu is not None else (),
+                                radial=radial)
             base = jw[:, None, :] if mu is not None else base + judge[:, None, :]
         if spec.has("group"):
             group, _ = _offset(spec.levels["group"], centering=auto.get("group"),
-                               zero_sum_axes=("group",) if mu is not None else ())
+                               zero_sum_axes=("group",) if mu is not None else (),
+                               radial=radial)
             base = base + group[None, :, :]
         w = base
         if spec.has("cell"):
@@ -438,7 +478,7 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
             axes = tuple(ax for ax, main in (("judge", "group"), ("group", "judge"))
                          if spec.has(main))
             _, w = _offset(spec.levels["cell"], loc=loc, centering=auto.get("cell"),
-                           zero_sum_axes=axes)
+                           zero_sum_axes=axes, radial=radial)
         if spec.has("w_cell"):
             wc, _ = _offset(spec.levels["w_cell"])
             w = w + wc
@@ -475,6 +515,5 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *, pointwise: bool = Fa
             pm.CustomDist("y", flat, logp=_bernoulli_logit_logp,
                           random=_bernoulli_logit_random, observed=y_flat.astype(floatx),
                           dims=OBS_DIM)
-    model._bd_data = md  # noqa: SLF001  (layout, for mapping observed entries back)
-    model._bd_pointwise = pointwise  # noqa: SLF001
+    _MODEL_INFO[model] = ModelInfo(data=md, radial=radial)
     return model

@@ -200,7 +200,7 @@ def fit(
     import pytensor
 
     with pytensor.config.change_flags(floatX="float32" if float32 else "float64"):
-        pm_model = build_model(spec, data, pointwise=log_likelihood, likelihood=likelihood)
+        pm_model = build_model(spec, data, likelihood=likelihood)
         start = None
         if initvals is not None:
             start = warm_start(pm_model, initvals)

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.model.build import INTERNAL_PREFIXES
+from bayesdissect.model.build import INTERNAL_PREFIXES, model_info
 from bayesdissect.model.fitted import Fit
 
 #: Smallest starting value of a log-transformed (positive) variable such as a sigma.
@@ -213,29 +213,31 @@ def warm_start(model: Any, values: Any) -> tuple[dict[str, np.ndarray], list[str
 
 def _radial_initial_point(model: Any, targets: dict[str, np.ndarray], point: dict[str, Any],
                           dims_of: Any, unset: list[str]) -> set[str]:
-    """Set the helpers of "radial" levels (model._radial_offset) from offset and sigma.
+    """Set the helpers of "radial" levels (``model_info(model).radial``) from offset and
+    sigma.
 
     offset = exp(psi) * y / ||y|| with log sigma = psi - l: psi = log ||offset||,
     l = log(||offset|| / sigma), y = the offset's direction at radius sqrt(n).
     """
     handled: set[str] = set()
-    for lv, meta in getattr(model, "_bd_radial", {}).items():
+    info = model_info(model)
+    for lv, meta in (info.radial if info is not None else {}).items():
         names = [f"z_{lv}", f"z_{lv}_lognorm", f"z_{lv}_logsize"]
         handled.update(names)
-        off, sig = targets.get(meta["term"]), targets.get(f"sigma_{lv}")
+        off, sig = targets.get(meta.term), targets.get(f"sigma_{lv}")
         if off is None or sig is None:
             unset.extend(names)
             continue
-        off = np.nan_to_num(off).transpose([dims_of(meta["term"]).index(d)
-                                            for d in meta["zs_dims"]])
+        off = np.nan_to_num(off).transpose([dims_of(meta.term).index(d)
+                                            for d in meta.zs_dims])
         axes = tuple(range(1, off.ndim))
         norm = np.sqrt((off**2).sum(axis=axes))
         ok = norm > _MIN_POSITIVE
         norm = np.where(ok, norm, _MIN_POSITIVE)
         sig = np.maximum(np.nan_to_num(sig, nan=_MIN_POSITIVE), _MIN_POSITIVE)
         pad = (slice(None), *(None,) * len(axes))
-        y = np.where(ok[pad], off / norm[pad] * np.sqrt(meta["n"]), point[f"z_{lv}"])
+        y = np.where(ok[pad], off / norm[pad] * np.sqrt(meta.n), point[f"z_{lv}"])
         point[f"z_{lv}"] = y
-        point[f"z_{lv}_lognorm"] = (np.log(norm / sig) - meta["l0"]) / meta["step"]
-        point[f"z_{lv}_logsize"] = np.log(norm) - meta["psi0"]
+        point[f"z_{lv}_lognorm"] = (np.log(norm / sig) - meta.l0) / meta.step
+        point[f"z_{lv}_logsize"] = np.log(norm) - meta.psi0
     return handled
