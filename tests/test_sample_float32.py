@@ -1,0 +1,47 @@
+"""float32 draws: the float64 variables of a sampler's output are cast one by one, so draws
+that are already partly or wholly float32 do not trip ``Dataset.astype``'s dict check."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+from conftest import make_dataset
+
+import bayesdissect as bd
+from bayesdissect.model.sample import as_float32
+
+
+def _draws(**dtypes: type) -> xr.Dataset:
+    return xr.Dataset({n: (("chain", "draw"), np.ones((2, 3), dtype=t), {"unit": n})
+                       for n, t in dtypes.items()}, attrs={"sampler": "test"})
+
+
+def test_as_float32_all_mixed_and_none() -> None:
+    """float64 -> float32 values and attributes kept; float32 and integer variables as
+    they are, with none or only some of the variables float64."""
+    for ds in (_draws(a=np.float64, b=np.float64),
+               _draws(a=np.float32, b=np.float64, n=np.int64),
+               _draws(a=np.float32, n=np.int64)):
+        out = as_float32(ds)
+        assert list(out.data_vars) == list(ds.data_vars)
+        for name, da in ds.data_vars.items():
+            want = np.float32 if da.dtype in (np.float32, np.float64) else da.dtype
+            assert out[name].dtype == want, name
+            assert np.array_equal(out[name].values, da.values)
+            assert out[name].attrs == da.attrs
+        assert out.attrs == ds.attrs
+
+
+def test_pymc_sampler_float32_fit_with_mixed_draw_dtypes() -> None:
+    """PyMC's own NUTS under floatX float32 returns the radial offsets (float64 constants)
+    as float64 and the rest as float32; the fit's posterior is then all float32."""
+    data, _ = make_dataset(10, 3, 200, 4, seed=0)  # judge and cell levels radial (n >= 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bd.fit(data, "hierarchical", sampler="pymc", float32=True, chains=1, draws=10,
+                     tune=10, seed=1, progressbar=False, warn=False)
+    dtypes = {n: da.dtype for n, da in fit.posterior.data_vars.items()}
+    assert {"judge_offset", "sigma_judge", "mu"} <= set(dtypes)
+    assert set(dtypes.values()) == {np.dtype(np.float32)}, dtypes
