@@ -28,12 +28,11 @@ from bayesdissect.model.warmstart import warm_start
 
 
 def _check_sampler(name: str) -> None:
+    """A known sampler whose package (its module has the sampler's name) is installed."""
     if name not in SAMPLERS:
         raise BayesDissectError(f"--sampler: unknown sampler {name!r}; expected one of "
                                 f"{SAMPLERS}")
-    module = {"nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro",
-              "blackjax": "blackjax"}[name]
-    if importlib.util.find_spec(module) is None or (
+    if importlib.util.find_spec(name) is None or (
             name in ("numpyro", "blackjax") and importlib.util.find_spec("jax") is None):
         raise BayesDissectError(f"--sampler: sampler {name!r} is not installed; install it "
                                 "(e.g. pip install 'bayesdissect[jax]') or pick another of "
@@ -41,6 +40,7 @@ def _check_sampler(name: str) -> None:
 
 
 def _keep_vars(model: Any) -> list[str]:
+    """The model's posterior-contract variables (its sampled ``z_*`` helpers left out)."""
     names = [v.name for v in model.free_RVs + model.deterministics]
     return [n for n in names if not n.startswith(INTERNAL_PREFIXES)]
 
@@ -156,7 +156,7 @@ def fit(
     ``seed`` gives the same draws; without one a seed is drawn and recorded in
     ``fit.settings``. ``backend`` (``numba``/``jax``) and ``adaptation``
     (``diag``/``draw_diag``/``low_rank``) tune nutpie. ``log_likelihood=True`` adds the
-    pointwise log-likelihood group (``ppc.add_log_likelihood``: draws x labelled entries
+    pointwise log-likelihood group (``bd.add_log_likelihood``: draws x labelled entries
     float32, large at full size). ``keep_warmup=True`` keeps the warm-up draws and
     statistics (groups ``warmup_posterior``, ``warmup_sample_stats``). ``float32``
     (default: the spec's ``sampler.float32``) evaluates the log density in single precision
