@@ -17,7 +17,8 @@ from bayesdissect.errors import BayesDissectError
 from bayesdissect.queries.effects import EFFECT_COLUMNS
 from bayesdissect.queries.similarity import SIMILARITY_COLUMNS
 from bayesdissect.report import figures as plots
-from bayesdissect.report.html import diagnostics_sentences, write_report
+from bayesdissect.report.html import write_report
+from bayesdissect.report.sentences import diagnostics_sentences
 
 JUDGES = ["human", "gpt-4-1106-preview", "gpt-3.5-turbo-1106", "llama-2-70b-chat", "yi-6b"]
 DIAG = {"max_rhat": 1.004, "min_ess_bulk": 812.0, "min_ess_tail": 640.0, "divergences": 0,

@@ -57,8 +57,10 @@ def _finish(args: argparse.Namespace, path: Path, findings: Any, seconds: float)
 
 
 def _report(args: argparse.Namespace) -> int:
+    from bayesdissect._io import check_out_dir
     from bayesdissect.model.fitted import load_fit
-    from bayesdissect.report.html import check_out_dir, compute_findings, write_report
+    from bayesdissect.report.findings import compute_findings
+    from bayesdissect.report.html import write_report
 
     start = time.perf_counter()
     check_out_dir(args.out)
@@ -85,7 +87,9 @@ def demo_scope(full: bool, judges: list[str] | None, available: list[str]) -> li
 
 def _demo(args: argparse.Namespace) -> int:
     import bayesdissect as bd
-    from bayesdissect.report.html import check_out_dir, compute_findings, write_report
+    from bayesdissect._io import check_out_dir
+    from bayesdissect.report.findings import compute_findings
+    from bayesdissect.report.html import write_report
 
     start = time.perf_counter()
     out = Path(args.out)
