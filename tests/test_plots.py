@@ -112,9 +112,9 @@ def test_forest_judge_and_property(tmp_path):
         plots.plot_forest(eff, judge="nobody")
 
 
-def test_similarity_matrix_and_heatmap(tmp_path):
+def test_pair_matrix_and_heatmap(tmp_path):
     sim = _similarity()
-    mat = plots.similarity_matrix(sim)
+    mat = plots.pair_matrix(sim)
     assert list(mat.index) == JUDGES
     assert np.allclose(mat.values, mat.values.T) and np.allclose(np.diag(mat.values), 1)
     row = sim.iloc[3]
@@ -138,7 +138,7 @@ def test_similarity_matrix_and_heatmap(tmp_path):
 
 def test_dendrogram_with_coclustering(tmp_path):
     sim = _similarity()
-    mat = plots.similarity_matrix(sim)
+    mat = plots.pair_matrix(sim)
     link = linkage(squareform(1 - mat.values, checks=False), "average")
     co = xr.DataArray(np.eye(len(JUDGES)) * 0.5 + 0.5, dims=("judge", "judge2"),
                       coords={"judge": JUDGES, "judge2": JUDGES})

@@ -235,11 +235,12 @@ def plot_forest(effects: pd.DataFrame, *, judge: str | None = None,
 # --------------------------------------------------------------------------- (c) similarity
 
 
-def similarity_matrix(similarity: pd.DataFrame, column: str = "mean",
-                      judges: Sequence[str] | None = None) -> pd.DataFrame:
-    """Square judge x judge matrix from the long similarity table (1 on the diagonal for
-    ``mean``/``of_means``/bounds, 0 for widths)."""
-    _require(similarity, ("judge_a", "judge_b", column), "similarity_matrix")
+def pair_matrix(similarity: pd.DataFrame, column: str = "mean",
+                judges: Sequence[str] | None = None) -> pd.DataFrame:
+    """Square judge x judge matrix of ``column`` from a long table with one row per pair
+    (``judge_a, judge_b``: the similarity table, a co-clustering table), for the heatmaps;
+    1 on the diagonal. (``bayesdissect.similarity_matrix`` computes matrices from a fit.)"""
+    _require(similarity, ("judge_a", "judge_b", column), "pair_matrix")
     if judges is None:
         judges = _ordered_unique(pd.concat([similarity["judge_a"], similarity["judge_b"]]))
     judges = list(judges)
@@ -302,13 +303,13 @@ def plot_similarity(similarity: pd.DataFrame, order: Sequence[str] | None = None
     upper - lower: how much the posterior leaves each similarity open.
     """
     _require(similarity, ("judge_a", "judge_b", column, "lower", "upper"), "plot_similarity")
-    mat = similarity_matrix(similarity, column)
+    mat = pair_matrix(similarity, column)
     if order is None:
         order = _similarity_order(mat)
     order = [j for j in order if j in mat.index]
     mat = mat.loc[order, order]
     width = similarity.assign(width=similarity["upper"] - similarity["lower"])
-    wmat = similarity_matrix(width, "width", order).to_numpy(float, copy=True)
+    wmat = pair_matrix(width, "width", order).to_numpy(float, copy=True)
     np.fill_diagonal(wmat, np.nan)
     labels = [display_name(j) for j in order]
     n = len(order)
@@ -345,7 +346,7 @@ def _square(table: Any, labels: Sequence[str],
             if not numeric:
                 raise BayesDissectError("co-clustering table has no numeric column")
             value = numeric[0]
-        return similarity_matrix(table, value, labels).to_numpy(float)
+        return pair_matrix(table, value, labels).to_numpy(float)
     return table.loc[list(labels), list(labels)].to_numpy(float)
 
 
@@ -599,7 +600,7 @@ def plot_exploitability(table: pd.DataFrame, *, column: str = "gain",
         judges = [reference] + [j for j in judges if j != reference]
     mat = table.pivot_table(index="judge", columns="property", values=column,
                             sort=False).reindex(judges)
-    props = list(mat.mean(0).sort_values(ascending=column == "loss").index)
+    props = list(mat.mean(axis=0).sort_values(ascending=column == "loss").index)
     mat = mat[props]
     lo = table.pivot_table(index="judge", columns="property", values=f"{column}_lower",
                            sort=False).reindex(index=judges, columns=props)
