@@ -631,6 +631,17 @@ def plot_exploitability(table: pd.DataFrame, *, column: str = "gain",
     return fig
 
 
+def _judge_rows(table: pd.DataFrame, judge: str | None, what: str) -> tuple[str, pd.DataFrame]:
+    """(judge, its rows) of a per-judge table; default judge: the table's first."""
+    judges = _ordered_unique(table["judge"])
+    judge = judge if judge is not None else (judges[0] if judges else None)
+    rows = table[table["judge"] == judge]
+    if rows.empty:
+        raise BayesDissectError(f"{what}: judge {judge!r} is not in the table; it has "
+                                f"{', '.join(map(str, judges)) or 'none'}")
+    return judge, rows
+
+
 def plot_explain(table: pd.DataFrame, judge: str | None = None, *,
                  max_terms: int = 12) -> Figure:
     """Waterfall of one pair's logit for one judge (default: the table's first), from
@@ -639,12 +650,7 @@ def plot_explain(table: pd.DataFrame, judge: str | None = None, *,
     whiskers are each term's credible interval, placed at the running total."""
     _require(table, ("judge", "term", "x", "mean", "lower", "upper", "observed"),
              "plot_explain")
-    judges = _ordered_unique(table["judge"])
-    judge = judge if judge is not None else (judges[0] if judges else None)
-    rows = table[table["judge"] == judge]
-    if rows.empty:
-        raise BayesDissectError(f"plot_explain: judge {judge!r} is not in the table; it has "
-                                f"{', '.join(map(str, judges)) or 'none'}")
+    judge, rows = _judge_rows(table, judge, "plot_explain")
     special = rows.set_index("term").loc[["bias", "logit", "probability"]]
     props = rows[~rows["term"].isin(["bias", "logit", "probability"])]
     props = props[props["x"].fillna(0) != 0]
@@ -694,12 +700,7 @@ def plot_departs(table: pd.DataFrame, judge: str | None = None, *,
     points of predicted win probability). Default judge: the table's first."""
     _require(table, ("judge", "reference", "term", "mean", "lower", "upper"),
              "plot_departs")
-    judges = _ordered_unique(table["judge"])
-    judge = judge if judge is not None else (judges[0] if judges else None)
-    rows = table[table["judge"] == judge]
-    if rows.empty:
-        raise BayesDissectError(f"plot_departs: judge {judge!r} is not in the table; it has "
-                                f"{', '.join(map(str, judges)) or 'none'}")
+    judge, rows = _judge_rows(table, judge, "plot_departs")
     ref = str(rows["reference"].iloc[0])
     props = rows[~rows["term"].isin(["bias", "total"])]
     props = props.reindex(props["mean"].abs().sort_values(ascending=False).index)
