@@ -25,8 +25,7 @@ from bayesdissect.model.diagnostics import (
     compute_diagnostics,
     warn_if_unconverged,
 )
-from bayesdissect.model.fitted import FORMAT, FORMAT_1, Fit, load_fit
-from bayesdissect.queries.weights import as_posterior
+from bayesdissect.model.fitted import FORMAT, FORMAT_1, Fit, as_posterior, load_fit
 
 matplotlib.use("Agg")
 

@@ -222,6 +222,18 @@ def _groups_from_format_1(tree: xr.DataTree) -> dict[str, xr.Dataset]:
     return groups
 
 
+def as_posterior(obj: Any) -> xr.Dataset:
+    """The posterior draws as an ``xr.Dataset`` (chain, draw, ...) from a Fit, a DataTree
+    with a ``posterior`` group, or a Dataset (returned as is)."""
+    post = getattr(obj, "posterior", obj)
+    if isinstance(post, xr.Dataset):
+        return post
+    if isinstance(post, xr.DataTree):
+        node = post["posterior"] if "posterior" in post.children else post
+        return node.to_dataset()
+    raise TypeError(f"expected a Fit, DataTree or Dataset, got {type(obj).__name__}")
+
+
 def load_fit(path: str | os.PathLike[str]) -> Fit:
     """Read a fit written by ``Fit.save`` (this format or the previous one)."""
     p = Path(path)

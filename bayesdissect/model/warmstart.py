@@ -15,7 +15,7 @@ import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import INTERNAL_PREFIXES, model_info
-from bayesdissect.model.fitted import Fit
+from bayesdissect.model.fitted import Fit, as_posterior
 
 #: Smallest starting value of a log-transformed (positive) variable such as a sigma.
 _MIN_POSITIVE = 1e-6
@@ -25,8 +25,6 @@ def _given_values(values: Any) -> tuple[dict[str, Any], bool]:
     """{name: DataArray | ndarray} from a Fit (posterior means) or a dict; strict for dicts."""
     if isinstance(values, Fit) or isinstance(getattr(values, "posterior", None),
                                              xr.DataTree | xr.Dataset):
-        from bayesdissect.queries.weights import as_posterior
-
         post = as_posterior(values)
         return {str(n): da.mean([d for d in ("chain", "draw") if d in da.dims])
                 for n, da in post.data_vars.items()}, False

@@ -579,7 +579,7 @@ def _chol_solve_t(chol: np.ndarray, eps: np.ndarray) -> np.ndarray:
 
 
 def _posterior_dataset(fit: Any) -> xr.Dataset:
-    from bayesdissect.queries.weights import as_posterior
+    from bayesdissect.model.fitted import as_posterior
 
     return as_posterior(fit)
 

@@ -19,8 +19,8 @@ import pandas as pd
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.fitted import as_posterior
 from bayesdissect.queries.weights import (
-    as_posterior,
     check_level,
     flat_draws,
     level_weights,

@@ -39,7 +39,8 @@ import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import OBS_DIM, label_index
-from bayesdissect.queries.weights import TERMS, as_posterior, blas_single_thread
+from bayesdissect.model.fitted import as_posterior
+from bayesdissect.queries.weights import TERMS, blas_single_thread
 
 #: Mid-p values below this or above 1 - this are flagged.
 FLAG_P = 0.025

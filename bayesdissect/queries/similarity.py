@@ -44,8 +44,8 @@ import pandas as pd
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.fitted import as_posterior
 from bayesdissect.queries.weights import (
-    as_posterior,
     blas_single_thread,
     cell_weights,
     deviation_weights,

@@ -46,18 +46,6 @@ NEW_JUDGE = "new judge"
 ZERO_SUM_RTOL = 1e-4
 
 
-def as_posterior(obj: Any) -> xr.Dataset:
-    """The posterior draws as an ``xr.Dataset`` (chain, draw, ...) from a Fit, a DataTree
-    with a ``posterior`` group, or a Dataset (returned as is)."""
-    post = getattr(obj, "posterior", obj)
-    if isinstance(post, xr.Dataset):
-        return post
-    if isinstance(post, xr.DataTree):
-        node = post["posterior"] if "posterior" in post.children else post
-        return node.to_dataset()
-    raise TypeError(f"expected a Fit, DataTree or Dataset, got {type(obj).__name__}")
-
-
 def posterior_mean(posterior: xr.Dataset) -> xr.Dataset:
     """The posterior mean of the weight terms and bias, kept as one (chain, draw) = (1, 1)
     "draw" so every weight function applies to it. Plain numpy means over the two leading

@@ -41,6 +41,7 @@ import xarray as xr
 
 from bayesdissect.data.catalogue import PROPERTIES
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.fitted import as_posterior
 from bayesdissect.queries.effects import (
     _check_prob,  # private helper, reused: one definition of the rule
 )
@@ -52,7 +53,7 @@ from bayesdissect.queries.predictive import (
     _problem,
     _weights_np,
 )
-from bayesdissect.queries.weights import as_posterior, blas_single_thread, select_labels
+from bayesdissect.queries.weights import blas_single_thread, select_labels
 
 WHATIF_COLUMNS = ["judge", "group", "n_pairs", "before", "after", "change", "change_lower",
                   "change_upper"]

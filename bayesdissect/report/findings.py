@@ -93,10 +93,11 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
     """Run the queries a report needs: effects at every level, contrasts with the
     reference judge (human when present), similarity, clusters, (``checks``) the
     posterior predictive checks and (``counterfactuals``) the what-if queries."""
+    from bayesdissect.model.fitted import as_posterior
     from bayesdissect.queries.clusters import clusters
     from bayesdissect.queries.effects import all_effects, contrast
     from bayesdissect.queries.similarity import similarity
-    from bayesdissect.queries.weights import as_posterior, available_levels
+    from bayesdissect.queries.weights import available_levels
 
     say = progress or (lambda _m: None)
     post = as_posterior(fit)

@@ -97,7 +97,7 @@ def _data_section(fit: Any, findings: Findings) -> str:
             "model. The display scale is 100&middot;sigmoid(w): the probability that the "
             "response better on this property alone is preferred.</p>")
     try:
-        from bayesdissect.queries.weights import as_posterior
+        from bayesdissect.model.fitted import as_posterior
 
         p = as_posterior(fit)
         st = dict(getattr(fit, "settings", None) or {})
