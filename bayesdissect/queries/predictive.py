@@ -40,7 +40,7 @@ import xarray as xr
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import OBS_DIM, label_index
 from bayesdissect.model.fitted import as_posterior
-from bayesdissect.queries.weights import TERMS, blas_single_thread
+from bayesdissect.queries.weights import TERMS, blas_single_thread, draw_pieces
 
 #: Mid-p values below this or above 1 - this are flagged.
 FLAG_P = 0.025
@@ -146,18 +146,12 @@ def _chunk_size(n_entries: int, target_bytes: float = 64e6) -> int:
     return max(1, int(target_bytes // (4 * max(n_entries, 1))))
 
 
-def _draw_pieces(post: xr.Dataset, chunk: int):  # noqa: ANN202
-    for c in range(post.sizes["chain"]):
-        for start in range(0, post.sizes["draw"], chunk):
-            yield post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk))
-
-
 def _entry_logits(post: xr.Dataset, pb: _Problem, chunk: int | None = None):  # noqa: ANN202
     """Logits of the labelled entries in obs order, (d, n_obs) float32, a piece of at most
     ``chunk`` draws at a time (default: about 64 MB of (d, J, N) logits), in (chain,
     draw) order."""
     chunk = chunk or _chunk_size(pb.mask.size)
-    for piece in _draw_pieces(post, chunk):
+    for piece in draw_pieces(post, chunk):
         w, bias = _weights_np(piece, pb)
         yield _logits(pb, w, bias)[:, pb.obs_judge, pb.obs_row]
 
@@ -335,7 +329,7 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     pos = 0
     maskt = pb.maskt
     with blas_single_thread():
-        for piece in _draw_pieces(post, chunk):
+        for piece in draw_pieces(post, chunk):
             w, bias = _weights_np(piece, pb)
             p = _logits(pb, w, bias)  # (d, J, N)
             np.negative(p, out=p)

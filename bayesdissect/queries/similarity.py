@@ -49,6 +49,7 @@ from bayesdissect.queries.weights import (
     blas_single_thread,
     cell_weights,
     deviation_weights,
+    draw_pieces,
     flat_draws,
     judge_centred,
     posterior_mean,
@@ -114,16 +115,6 @@ def _weights(post: xr.Dataset, kind: str, group: str | None,
     return w
 
 
-def draw_chunks(post: xr.Dataset, chunk: int) -> list[xr.Dataset]:
-    """The posterior cut into pieces of at most ``chunk`` draws (each within one chain),
-    so derived arrays (weights, predictions) are never built for all draws at once."""
-    pieces = []
-    for c in range(post.sizes["chain"]):
-        for start in range(0, post.sizes["draw"], chunk):
-            pieces.append(post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk)))
-    return pieces
-
-
 def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
                         chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(per-draw similarity (S, J, J) float32, similarity of posterior means (J, J),
@@ -138,7 +129,7 @@ def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
     s = post.sizes["chain"] * post.sizes["draw"]
     out = np.empty((s, len(judges), len(judges)), dtype=np.float32)
     pos = 0
-    for piece in draw_chunks(post, chunk):
+    for piece in draw_pieces(post, chunk):
         arr = flat_draws(_weights(piece, kind, group, centred)).astype(np.float32)
         out[pos:pos + arr.shape[0]] = similarity_draws(arr, chunk)
         pos += arr.shape[0]

@@ -15,35 +15,47 @@ drawn, per posterior draw, from the fitted model (``new_judge_weights``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.build import TERM_NAMES
 
 #: Terms of w by name, and the dims each carries besides (chain, draw).
 TERMS = {
-    "mu": ("property",),
-    "judge_offset": ("judge", "property"),
-    "group_offset": ("group", "property"),
-    "cell_offset": ("judge", "group", "property"),
-    "w_cell": ("judge", "group", "property"),
+    TERM_NAMES["mu"]: ("property",),
+    TERM_NAMES["judge"]: ("judge", "property"),
+    TERM_NAMES["group"]: ("group", "property"),
+    TERM_NAMES["cell"]: ("judge", "group", "property"),
+    TERM_NAMES["w_cell"]: ("judge", "group", "property"),
 }
 LEVELS = ("global", "judge", "group", "cell")
+_MU, _JUDGE, _GROUP, _CELL = (TERM_NAMES[k] for k in ("mu", "judge", "group", "cell"))
 _LEVEL_TERMS = {
-    "global": ("mu",),
-    "judge": ("mu", "judge_offset"),
-    "group": ("mu", "group_offset"),
+    "global": (_MU,),
+    "judge": (_MU, _JUDGE),
+    "group": (_MU, _GROUP),
     "cell": tuple(TERMS),
 }
 #: Terms that make a judge differ from what all judges share (the ``deviation`` kind).
-DEVIATION_TERMS = ("judge_offset", "cell_offset")
+DEVIATION_TERMS = (_JUDGE, _CELL)
 #: Judge label of the new-judge predictive (``population=True``).
 NEW_JUDGE = "new judge"
 #: A term sums to zero over a dim when |its mean there| <= this x its rms: far above
 #: float32 rounding (~1e-7), far below the mean of J iid offsets (rms / sqrt(J)).
 ZERO_SUM_RTOL = 1e-4
+
+
+def draw_pieces(post: xr.Dataset, chunk: int) -> Iterator[xr.Dataset]:
+    """The posterior in pieces of at most ``chunk`` draws (each within one chain), in
+    (chain, draw) order, so derived arrays (weights, logits, predictions) are never built
+    for all draws at once."""
+    for c in range(post.sizes["chain"]):
+        for start in range(0, post.sizes["draw"], chunk):
+            yield post.isel(chain=slice(c, c + 1), draw=slice(start, start + chunk))
 
 
 def posterior_mean(posterior: xr.Dataset) -> xr.Dataset:

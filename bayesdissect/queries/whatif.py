@@ -47,13 +47,12 @@ from bayesdissect.queries.effects import (
 )
 from bayesdissect.queries.predictive import (
     _chunk_size,
-    _draw_pieces,
     _logits,
     _Problem,
     _problem,
     _weights_np,
 )
-from bayesdissect.queries.weights import blas_single_thread, select_labels
+from bayesdissect.queries.weights import blas_single_thread, draw_pieces, select_labels
 
 WHATIF_COLUMNS = ["judge", "group", "n_pairs", "before", "after", "change", "change_lower",
                   "change_upper"]
@@ -451,7 +450,7 @@ def _whatif_sums(post: xr.Dataset, pb: _Problem, judges: list[str], dx: np.ndarr
     chunk = _chunk_size(pb.x.shape[0] * j)
     pos = 0
     with blas_single_thread():
-        for piece in _draw_pieces(post, chunk):
+        for piece in draw_pieces(post, chunk):
             h, w = _half_logits(piece, pb, judges)
             d = h.shape[0]
             wm = np.ascontiguousarray(w[:, :, :, cols])  # (d, J, G, m)
@@ -584,7 +583,7 @@ def _exploit_sums(post: xr.Dataset, pb: _Problem, judges: list[str], kidx: list[
     chunk = _chunk_size(pb.x.shape[0] * j, 48e6)
     pos = 0
     with blas_single_thread():
-        for piece in _draw_pieces(post, chunk):
+        for piece in draw_pieces(post, chunk):
             h, w = _half_logits(piece, pb, judges)
             d = h.shape[0]
             dj = d * j
@@ -793,7 +792,7 @@ def _departs_sums(post: xr.Dataset, pb: _Problem, judges: list[str], measure: st
     chunk = max(1, _chunk_size(n * 8))
     pos = 0
     with blas_single_thread():
-        for piece in _draw_pieces(post, chunk):
+        for piece in draw_pieces(post, chunk):
             w32, b32 = _weights_np(piece, pb, judges)
             w, b = w32.astype(np.float64), b32.astype(np.float64)
             d = b.shape[0]
