@@ -48,8 +48,9 @@ FLAG_P = 0.025
 
 # ----------------------------------------------------------------------------- data layout
 @dataclass
-class _Problem:
-    """The fitted data laid out for fast prediction: pairs sorted by group."""
+class PairLayout:
+    """The fitted data laid out for fast prediction (pairs sorted by group), shared by the
+    predictive checks, LOO and the what-if queries."""
 
     x: np.ndarray  # (N, K) float32, pairs sorted by group
     y: np.ndarray  # (N, J) float32 0/1 (0 where missing)
@@ -72,7 +73,7 @@ class _Problem:
         return pos
 
 
-def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
+def _problem(fit: Any, data: xr.Dataset | None = None) -> PairLayout:
     data = data if data is not None else getattr(fit, "data", None)
     if data is None:
         raise BayesDissectError("predictive checks need the fitted data (a Fit, or pass data=)")
@@ -92,7 +93,7 @@ def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
     judge_all = np.asarray(data["judge"].values)
     obs_coords = {OBS_DIM: np.arange(pair_pos.size), "pair": (OBS_DIM, pair_all[pair_pos]),
                   "judge": (OBS_DIM, judge_all[judge_pos])}
-    return _Problem(
+    return PairLayout(
         x=np.ascontiguousarray(x), y=y, mask=mask, yt=np.ascontiguousarray(y.T),
         maskt=np.ascontiguousarray(mask.T),
         slices=[slice(int(bounds[i]), int(bounds[i + 1])) for i in range(len(groups))],
@@ -103,7 +104,7 @@ def _problem(fit: Any, data: xr.Dataset | None = None) -> _Problem:
     )
 
 
-def _weights_np(post: xr.Dataset, prob: _Problem, judges: list[str] | None = None
+def _weights_np(post: xr.Dataset, prob: PairLayout, judges: list[str] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(w (S, J', G, K) float32, bias (S, J') float32) for the judges given (default all),
     summing whatever terms the posterior has and broadcasting the rest."""
@@ -130,7 +131,7 @@ def _weights_np(post: xr.Dataset, prob: _Problem, judges: list[str] | None = Non
     return w, bias
 
 
-def _logits(prob: _Problem, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _logits(prob: PairLayout, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """(S, J, N) logits from weights (S, J, G, K) and bias (S, J): per group one GEMM
     (S*J, K) @ (K, pairs of the group)."""
     s, j = bias.shape
@@ -146,7 +147,7 @@ def _chunk_size(n_entries: int, target_bytes: float = 64e6) -> int:
     return max(1, int(target_bytes // (4 * max(n_entries, 1))))
 
 
-def _entry_logits(post: xr.Dataset, pb: _Problem, chunk: int | None = None):  # noqa: ANN202
+def _entry_logits(post: xr.Dataset, pb: PairLayout, chunk: int | None = None):  # noqa: ANN202
     """Logits of the labelled entries in obs order, (d, n_obs) float32, a piece of at most
     ``chunk`` draws at a time (default: about 64 MB of (d, J, N) logits), in (chain,
     draw) order."""
@@ -156,7 +157,7 @@ def _entry_logits(post: xr.Dataset, pb: _Problem, chunk: int | None = None):  # 
         yield _logits(pb, w, bias)[:, pb.obs_judge, pb.obs_row]
 
 
-def _obs_dataset(post: xr.Dataset, pb: _Problem, values: np.ndarray,
+def _obs_dataset(post: xr.Dataset, pb: PairLayout, values: np.ndarray,
                  attrs: dict[str, Any]) -> xr.Dataset:
     """``y`` (chain, draw, obs) from (chain * draw, n_obs) values."""
     shape = (post.sizes["chain"], post.sizes["draw"], values.shape[-1])
@@ -279,26 +280,6 @@ class PPCResult:
         return {"judges": self.by_judge, "groups": self.by_group, "agreement": self.agreement,
                 "worst": self.worst_agreement(), "calibration": self.calibration,
                 "scores": self.scores, "summary": self.summary()}
-
-    def plot_calibration(self, ax: Any = None) -> Any:
-        """Reliability diagram: observed share of "response 1" vs mean predicted
-        probability per bin (marker area ~ count). Returns the matplotlib Figure."""
-        import matplotlib.pyplot as plt
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        else:
-            fig = ax.figure
-        c = self.calibration[self.calibration["n"] > 0]
-        ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
-        ax.scatter(c.predicted, c.observed, s=20 + 200 * c.n / max(c.n.max(), 1), zorder=3)
-        ax.plot(c.predicted, c.observed, lw=1)
-        ax.set_xlabel("posterior predictive P(response 1 preferred)")
-        ax.set_ylabel("observed share")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title("Calibration")
-        fig.tight_layout()
-        return fig
 
 
 def _share_table(obs: np.ndarray, rep: np.ndarray, n: np.ndarray, prob: float) -> dict:
@@ -519,7 +500,7 @@ def _log_sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _loo_judge(post: xr.Dataset, pb: _Problem, ji: int, gid: np.ndarray, rows_per_chunk: int
+def _loo_judge(post: xr.Dataset, pb: PairLayout, ji: int, gid: np.ndarray, rows_per_chunk: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """PSIS-LOO of judge ``ji``'s labelled entries: (rows, elpd_i, p_loo_i, k_i)."""
     w, bias = _weights_np(post, pb, [pb.judges[ji]])  # (S, 1, G, K), (S, 1)

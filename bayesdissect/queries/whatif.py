@@ -46,9 +46,9 @@ from bayesdissect.queries.effects import (
     _check_prob,  # private helper, reused: one definition of the rule
 )
 from bayesdissect.queries.predictive import (
+    PairLayout,
     _chunk_size,
     _logits,
-    _Problem,
     _problem,
     _weights_np,
 )
@@ -266,7 +266,7 @@ def select_pairs(fit: Any, pairs: Any = None, groups: Sequence[str] | None = Non
     return sel
 
 
-def _applicable(pb: _Problem, data: xr.Dataset, order: np.ndarray, applicable: bool
+def _applicable(pb: PairLayout, data: xr.Dataset, order: np.ndarray, applicable: bool
                 ) -> np.ndarray:
     """(N, K) bool in ``pb``'s pair order: where an intervention may change x[i, k]. With
     ``applicable``, a query-specific property (clarify intent, ...) only on the pairs in
@@ -320,7 +320,7 @@ def _eti(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _half_logits(piece: xr.Dataset, pb: _Problem, judges: list[str]
+def _half_logits(piece: xr.Dataset, pb: PairLayout, judges: list[str]
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(z / 2 of shape (d, J, N), w / 2 of shape (d, J, G, K)) for a chunk of draws."""
     w, bias = _weights_np(piece, pb, judges)
@@ -389,7 +389,7 @@ def whatif(fit: Any, set: Mapping[str, Any] | None = None, *,  # noqa: A002 - th
     return df
 
 
-def _intervene(fit: Any, data: xr.Dataset, pb: _Problem, ivs: list[Intervention], clip: bool,
+def _intervene(fit: Any, data: xr.Dataset, pb: PairLayout, ivs: list[Intervention], clip: bool,
                applicable: bool) -> np.ndarray:
     """dx = x' - x (N, K) float32 in ``pb``'s pair order (exact zeros where unchanged);
     shifts are clipped to each property's range over the fitted pairs."""
@@ -427,7 +427,7 @@ def intervened_pairs(fit: Any, set: Mapping[str, Any] | None = None, *,  # noqa:
                          "x_after": before + dx[rows, cols]})
 
 
-def _whatif_sums(post: xr.Dataset, pb: _Problem, judges: list[str], dx: np.ndarray
+def _whatif_sums(post: xr.Dataset, pb: PairLayout, judges: list[str], dx: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per draw, judge and group: (sum over pairs of tanh(z/2), sum over changed pairs of
     tanh(z'/2) - tanh(z/2)), both (S, J, G) float64, z' the logit after ``dx``. Only the
@@ -553,7 +553,7 @@ def _exploit_plan(x: np.ndarray, mask: np.ndarray, target: float) -> _Plan:
     return _Plan(rows, vals.astype(np.float32), starts)
 
 
-def _exploit_sums(post: xr.Dataset, pb: _Problem, judges: list[str], kidx: list[int],
+def _exploit_sums(post: xr.Dataset, pb: PairLayout, judges: list[str], kidx: list[int],
                   mask: np.ndarray, value: float) -> tuple[np.ndarray, ...]:
     """(gain, loss, before, n_gain, n_loss): per draw and judge (and property) the sum
     over pairs of tanh(z'/2) - tanh(z/2) for x_k -> +value / -value, and of tanh(z/2)
@@ -778,7 +778,7 @@ def departs(fit: Any, judges: Sequence[str] | str | None = None, reference: str 
     return df
 
 
-def _departs_sums(post: xr.Dataset, pb: _Problem, judges: list[str], measure: str
+def _departs_sums(post: xr.Dataset, pb: PairLayout, judges: list[str], measure: str
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """judges[0] is the reference. Returns (contributions (S, A, K), bias (S, A), total
     (S, A)) in percentage points, A = the other judges; float64 throughout, so the terms
