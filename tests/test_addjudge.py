@@ -21,7 +21,8 @@ import bayesdissect as bd
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.fitted import Fit
 from bayesdissect.model.specs import load_spec
-from bayesdissect.queries.addjudge import add_judge, parse_labels
+from bayesdissect.queries.addjudge import add_judge
+from bayesdissect.queries.newjudge_labels import parse_labels
 from bayesdissect.queries.weights import cell_weights
 
 CHAINS, DRAWS = 2, 250
@@ -206,7 +207,7 @@ def test_fast_path_matches_a_direct_conditional_fit():
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from bayesdissect.queries.addjudge import laplace_new_judge
+    from bayesdissect.queries.laplace import laplace_new_judge
 
     rng = np.random.default_rng(3)
     n, k, g = 600, 4, 4
