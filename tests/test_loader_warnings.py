@@ -56,6 +56,17 @@ def loud(fn: Callable[[], Any]) -> tuple[Any, list[str]]:
     return result, msgs
 
 
+def errors_as_inaccuracies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``rows`` whose error lists sit under ``inaccuracies`` instead of ``errors``
+    (the key the paper's own annotation code uses)."""
+    rows = copy.deepcopy(rows)
+    for r in rows:
+        for side in (1, 2):
+            e = r[f"errors_response_{side}"]
+            e["inaccuracies"] = e.pop("errors")
+    return rows
+
+
 def kept(rows: list[dict[str, Any]]) -> np.ndarray:
     return gair_table(rows).keep
 
@@ -114,11 +125,7 @@ def test_dead_column_in_a_tidy_table(tmp_path: Path) -> None:
 
 
 def test_inaccuracies_beside_a_missing_errors_key(clean_rows, baseline, tmp_path: Path) -> None:
-    rows = copy.deepcopy(clean_rows)
-    for r in rows:
-        for side in (1, 2):
-            e = r[f"errors_response_{side}"]
-            e["inaccuracies"] = e.pop("errors")
+    rows = errors_as_inaccuracies(clean_rows)
     path = write(tmp_path / "inacc.jsonl", rows)
     data, msgs = loud(lambda: load(path))
     n, n_rows = data.sizes["pair"], len(rows)
@@ -310,11 +317,7 @@ def test_fit_surfaces_the_load_warnings(clean_rows, tmp_path: Path) -> None:
 
 def test_cli_info_prints_each_warning_on_one_line(clean_rows, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    rows = copy.deepcopy(clean_rows)
-    for r in rows:
-        for side in (1, 2):
-            e = r[f"errors_response_{side}"]
-            e["inaccuracies"] = e.pop("errors")
+    rows = errors_as_inaccuracies(clean_rows)
     path = write(tmp_path / "inacc.jsonl", rows)
     _, msgs = loud(lambda: load(path))
     assert main(["info", str(path)]) == 0
@@ -391,11 +394,7 @@ def test_cli_fit_prints_the_load_warnings_before_sampling(
     """`bayesdissect fit` says what the loader could not see, one line each, before it
     samples (here an unknown judge then fails the fit: the warnings came first), and a
     failed fit writes nothing."""
-    rows = copy.deepcopy(clean_rows)
-    for r in rows:
-        for side in (1, 2):
-            e = r[f"errors_response_{side}"]
-            e["inaccuracies"] = e.pop("errors")
+    rows = errors_as_inaccuracies(clean_rows)
     path = write(tmp_path / "inacc.jsonl", rows)
     _, msgs = loud(lambda: load(path))
     out = tmp_path / "f.nc"
@@ -408,11 +407,7 @@ def test_cli_fit_prints_the_load_warnings_before_sampling(
 
 def test_cli_fit_field_map_silences_what_it_maps(
         clean_rows, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rows = copy.deepcopy(clean_rows)
-    for r in rows:
-        for side in (1, 2):
-            e = r[f"errors_response_{side}"]
-            e["inaccuracies"] = e.pop("errors")
+    rows = errors_as_inaccuracies(clean_rows)
     path = write(tmp_path / "inacc.jsonl", rows)
     code = main(["fit", str(path), "--out", str(tmp_path / "f.nc"), "--judges", "nobody",
                  "--field-map", '{"errors": "inaccuracies"}'])
