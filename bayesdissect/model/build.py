@@ -1,8 +1,9 @@
 """Build a PyMC model from a spec and a dataset (model.md §3).
 
-    logit P(y[i, j] = 1) = bias[j] + x[i] . w[j, g(i)]
+    logit P(y[i, j] = 1) = bias[j] + u[i] + x[i] . w[j, g(i)]
     w[j, g, k] = mu[k] + judge_offset[j, k] + group_offset[g, k] + cell_offset[j, g, k]
                  (+ w_cell[j, g, k] for the paper's independent weights)
+    u[i] = sigma_pair * z[i] (the spec's ``pair`` level; 0 without it)
 
 Nothing about a particular spec is hard-coded: each level the spec turns on adds its term
 with the prior the spec names. The likelihood scales: pairs are sorted by group and the
@@ -26,7 +27,8 @@ from bayesdissect.model.specs import Level, ModelSpec, load_spec
 
 #: Posterior variable of each level's term (the posterior contract).
 TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
-              "cell": "cell_offset", "w_cell": "w_cell", "bias": "bias"}
+              "cell": "cell_offset", "w_cell": "w_cell", "bias": "bias",
+              "pair": "pair_effect"}
 #: Smallest offset dimension per property sampled "radial"; below it the norm of the
 #: direction helper is often near 0 (chi(n) for small n), where the direction turns fast
 #: and NUTS diverges, so smaller levels fall back to non-centered.
@@ -383,6 +385,17 @@ def _radial_logsize(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001,
                          dims="property")
 
 
+def _pair_term(level: Level, md: ModelData):  # noqa: ANN202
+    """u[i] = sigma_pair * z[i] (dims ``pair``, in the dataset's pair order), non-centered:
+    each pair is seen by a few labels only. Returns u in the sorted order of ``md``."""
+    import pymc as pm
+
+    sigma = _sigma("sigma_pair", level, None)
+    z = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims="pair")
+    u = pm.Deterministic(TERM_NAMES["pair"], sigma * z, dims="pair")
+    return u[md.order]
+
+
 def centering_weights(md: ModelData, spec: ModelSpec) -> dict[str, np.ndarray]:
     """Per-element centering ``a`` in [0, 1] for the ``auto`` parameterization.
 
@@ -448,6 +461,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     coords = {"judge": md.judges, "group": md.groups, "property": md.properties,
               OBS_DIM: np.arange(md.n_obs)}
+    if spec.has("pair"):
+        coords["pair"] = np.asarray(data["pair"].values)
     radial: dict[str, RadialLevel] = {}
     with pm.Model(coords=coords) as model:
         auto = {k: v.astype(floatx) for k, v in centering_weights(md, spec).items()}
@@ -487,6 +502,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
         if spec.has("bias"):
             lv = spec.levels["bias"]
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
+        # (pairs sorted,) pair effects, shared by every judge's logit on the pair
+        u = _pair_term(spec.levels["pair"], md) if spec.has("pair") else None
         if likelihood == "potential":
             # one product and one masked log-sigmoid sum per group; no concatenation
             total = 0.0
@@ -495,6 +512,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
                 lg = pt.dot(xg, w[:, g, :].T)  # (pairs of g, K) @ (K, J)
                 if bias is not None:
                     lg = lg + bias[None, :]
+                if u is not None:
+                    lg = lg + u[a:b, None]
                 yg = md.y[a:b]
                 sign = np.where(np.isnan(yg), 0.0, 2.0 * np.nan_to_num(yg) - 1.0)
                 ll = -pt.softplus(-pt.constant(sign.astype(floatx)) * lg)
@@ -510,6 +529,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
             logits = pt.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
             if bias is not None:
                 logits = logits + bias[None, :]
+            if u is not None:
+                logits = logits + u[:, None]
             flat = logits.ravel()[md.obs_flat]
             y_flat = md.y.ravel()[md.obs_flat]
             pm.CustomDist("y", flat, logp=_bernoulli_logit_logp,

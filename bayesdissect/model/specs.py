@@ -23,6 +23,10 @@ Levels (each optional; at least one weight level must be on):
   fast whether the data are informative or not; the default spec's choice),
   ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
   from how much data informs it). All are the same model.
+* ``pair`` (pair): a latent quality of each pair shared by every judge, ``u[i] = tau *
+  z[i]``, ``z[i] ~ N(0, 1)``, ``tau ~ sigma_prior(sigma_scale)`` (non-centered, one tau),
+  added to every judge's logit on pair i (model.md §7). Only ``sigma_prior`` +
+  ``sigma_scale`` (+ ``nu``); not a weight level.
 """
 
 from __future__ import annotations
@@ -45,10 +49,13 @@ LEVEL_DIMS: dict[str, tuple[str, ...]] = {
     "cell": ("judge", "group", "property"),
     "w_cell": ("judge", "group", "property"),
     "bias": ("judge",),
+    "pair": ("pair",),
 }
 #: Levels that may have a learned scale (sigma) shared across their members.
 HIERARCHICAL_LEVELS = ("judge", "group", "cell")
 WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
+#: The pair-effect level: one learned scale for all pairs, always non-centered.
+PAIR_LEVEL = "pair"
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
@@ -170,6 +177,8 @@ def _parse_level(name: str, raw: Any, where: str) -> Level | None:
         raise BayesDissectError(f"{where}.on: expected true or false, got {on!r}")
     if not on:
         return None
+    if name == PAIR_LEVEL:
+        return _parse_pair_level(raw, where)
     kw: dict[str, Any] = {"name": name}
     if "sigma_prior" in raw or "sigma_scale" in raw:
         if name not in HIERARCHICAL_LEVELS:
@@ -201,6 +210,28 @@ def _parse_level(name: str, raw: Any, where: str) -> Level | None:
     if "parameterization" in raw:
         kw["parameterization"] = _choice(raw["parameterization"], PARAMETERIZATIONS,
                                          f"{where}.parameterization")
+    return Level(**kw)
+
+
+def _parse_pair_level(raw: dict[str, Any], where: str) -> Level:
+    """The pair level: ``sigma_prior`` + ``sigma_scale`` (+ ``nu``), one non-centered sigma.
+    The other keys are accepted only with the one value they can have (as ``to_dict``
+    writes them)."""
+    if "prior" in raw or "scale" in raw or "sigma_prior" not in raw:
+        raise BayesDissectError(f"{where}: the pair level needs sigma_prior + sigma_scale "
+                                "(u[i] = sigma_pair * z[i]); prior/scale are not allowed")
+    fixed = {"sigma_per_property": False, "zero_sum": False, "parameterization": "noncentered"}
+    for key, only in fixed.items():
+        if key in raw and raw[key] != only:
+            raise BayesDissectError(f"{where}.{key}: the pair level has one sigma and "
+                                    f"non-centered effects; expected {only!r} or no {key}, "
+                                    f"got {raw[key]!r}")
+    kw: dict[str, Any] = {
+        "name": PAIR_LEVEL,
+        "sigma_prior": _choice(raw.get("sigma_prior"), SIGMA_PRIORS, f"{where}.sigma_prior"),
+        "sigma_scale": _num(raw.get("sigma_scale"), f"{where}.sigma_scale"), **fixed}
+    if "nu" in raw:
+        kw["nu"] = _num(raw["nu"], f"{where}.nu")
     return Level(**kw)
 
 
