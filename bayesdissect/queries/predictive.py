@@ -2,16 +2,25 @@
 
 Replications come straight from posterior draws of the weights (no
 ``pm.sample_posterior_predictive``): for each draw, P(y[i, j] = 1) = sigmoid(bias[j] +
-x[i] . w[j, g(i)]) and y_rep ~ Bernoulli(P), computed as one (pairs x K) @ (K x judges)
-product per group, in chunks of draws, in float32. Only labelled (pair, judge) entries
+u[i] + x[i] . w[j, g(i)]) (u the pair effect of a spec with a ``pair`` level, else 0) and
+y_rep ~ Bernoulli(P), computed as one (pairs x K) @ (K x judges) product per group, in
+chunks of draws, in float32. ``_draw_logits`` is the one place that assembles these logits
+from a piece of the posterior; every query here and in ``whatif`` goes through it (or, for
+one judge's rows in LOO, adds the same terms). Only labelled (pair, judge) entries
 count; nothing is imputed.
 
-Checks (``ppc``): per judge and per group, observed vs replicated share of "response 1
-preferred" with the posterior predictive p-value (mid-p: P(T_rep > T_obs) + P(T_rep =
-T_obs)/2; values near 0 or 1 flag misfit); accuracy, log score and Brier score of the
-posterior predictive probability (mean over draws of P); binned calibration; observed vs
-replicated agreement rate of every pair of judges (share of pairs both labelled on which
-they chose the same response), with the worst-fitting pairs.
+Checks (``ppc``), each with the posterior predictive p-value (mid-p: P(T_rep > T_obs) +
+P(T_rep = T_obs)/2; values near 0 or 1 flag misfit): the distribution over pairs of how
+many judges chose response 1, observed vs replicated, with the variance of that count and
+a chi-square of its histogram (judges who share what the properties miss agree within
+pairs more than replicated: the variance is too large); observed vs replicated agreement
+rate of every pair of judges (share of pairs both labelled on which they chose the same
+response), with the worst-fitting pairs; calibration of the leave-one-out (PSIS-LOO)
+probabilities, binned and by PAV (CORP) with a resampling p-value; accuracy, log score
+and Brier score of the posterior predictive probability (mean over draws of P). ``flags``
+sums them up as dependence / miscalibration with the spec that addresses each. The share
+of "response 1" per judge and group is kept as a table; it can hardly fail (each judge's
+bias fits its share).
 
 ``loo``: PSIS-LOO over all labelled entries, computed judge by judge and chunk by chunk of
 pairs (all draws of one chunk at a time: never a draws x all-entries array). The PSIS is
@@ -30,7 +39,7 @@ computed a piece of draws at a time (about 64 MB of logits at once), for ArviZ's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,12 +47,14 @@ import pandas as pd
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.model.build import OBS_DIM, label_index
+from bayesdissect.model.build import OBS_DIM, TERM_NAMES, label_index
 from bayesdissect.model.fitted import as_posterior
 from bayesdissect.queries.weights import TERMS, blas_single_thread, draw_pieces
 
 #: Mid-p values below this or above 1 - this are flagged.
 FLAG_P = 0.025
+#: Posterior variable of the pair effect u (dim pair), when the spec has a pair level.
+PAIR_TERM = TERM_NAMES["pair"]
 
 
 # ----------------------------------------------------------------------------- data layout
@@ -131,16 +142,50 @@ def _weights_np(post: xr.Dataset, prob: PairLayout, judges: list[str] | None = N
     return w, bias
 
 
-def _logits(prob: PairLayout, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """(S, J, N) logits from weights (S, J, G, K) and bias (S, J): per group one GEMM
-    (S*J, K) @ (K, pairs of the group)."""
+def _pair_np(post: xr.Dataset, prob: PairLayout) -> np.ndarray | None:
+    """(S, N) float32 pair effects u in ``prob``'s (sorted) pair order, matched by pair id;
+    None when the posterior has no pair term."""
+    if PAIR_TERM not in post:
+        return None
+    da = post[PAIR_TERM].transpose("chain", "draw", "pair")
+    idx = pd.Index(np.asarray(da["pair"].values)).get_indexer(prob.pair_ids)
+    if (idx < 0).any():
+        raise BayesDissectError(
+            f"posterior has no {PAIR_TERM} for {int((idx < 0).sum())} of the "
+            f"{idx.size} pairs asked (first: {prob.pair_ids[idx < 0][0]!r}); pair effects "
+            "exist only for the fitted pairs")
+    s = post.sizes["chain"] * post.sizes["draw"]
+    return np.ascontiguousarray(da.values.reshape(s, -1)[:, idx], dtype=np.float32)
+
+
+def _logits(prob: PairLayout, w: np.ndarray, bias: np.ndarray,
+            u: np.ndarray | None = None) -> np.ndarray:
+    """(S, J, N) logits from weights (S, J, G, K), bias (S, J) and pair effects u (S, N)
+    or None: per group one GEMM (S*J, K) @ (K, pairs of the group)."""
     s, j = bias.shape
     out = np.empty((s, j, prob.x.shape[0]), dtype=np.float32)
     for g, sl in enumerate(prob.slices):
         wg = np.ascontiguousarray(w[:, :, g, :]).reshape(s * j, -1)
         out[:, :, sl] = (wg @ prob.x[sl].T).reshape(s, j, -1)
     out += bias[:, :, None]
+    if u is not None:
+        out += u[:, None, :]
     return out
+
+
+def _draw_logits(piece: xr.Dataset, prob: PairLayout, judges: list[str] | None = None,
+                 scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(scale * logits (d, J', N), scale * w (d, J', G, K)) of a piece of the posterior for
+    the judges given (default all): weights, bias and, when the posterior has them, the
+    pair effects, which every judge shares (a what-if keeps each pair's u as it is)."""
+    w, bias = _weights_np(piece, prob, judges)
+    u = _pair_np(piece, prob)
+    if scale != 1.0:
+        w *= scale
+        bias *= scale
+        if u is not None:
+            u *= scale
+    return _logits(prob, w, bias, u), w
 
 
 def _chunk_size(n_entries: int, target_bytes: float = 64e6) -> int:
@@ -153,8 +198,7 @@ def _entry_logits(post: xr.Dataset, pb: PairLayout, chunk: int | None = None):  
     draw) order."""
     chunk = chunk or _chunk_size(pb.mask.size)
     for piece in draw_pieces(post, chunk):
-        w, bias = _weights_np(piece, pb)
-        yield _logits(pb, w, bias)[:, pb.obs_judge, pb.obs_row]
+        yield _draw_logits(piece, pb)[0][:, pb.obs_judge, pb.obs_row]
 
 
 def _obs_dataset(post: xr.Dataset, pb: PairLayout, values: np.ndarray,
@@ -238,9 +282,34 @@ def _interval(rep: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------ PPC
+#: One-sided posterior predictive p-value (mid-p) of the count's excess variance (see
+#: ``_count_tables``), at or below which ``ppc`` flags dependence (labels more alike
+#: within a pair than the model replicates). Any posterior predictive p-value has
+#: P(p <= a) <= 2a when the data come from the model (Meng 1994, Ann. Statist. 22,
+#: Theorem 1), so a correctly specified model is flagged at most 1% of the time.
+DEPENDENCE_P = 0.005
+#: p-value of the PAV miscalibration of the leave-one-out probabilities against labels
+#: resampled from those probabilities, at or below which ``ppc`` flags miscalibration;
+#: uniform under calibration, so a calibrated model is flagged 1% of the time.
+MISCALIBRATION_P = 0.01
+#: Resamples of the labels for the miscalibration p-value (smallest p: 1 / 201).
+N_RESAMPLES = 200
+#: The built-in spec that addresses each flag (model.md §7), when the fit lacks it.
+REMEDY = {"dependence": "hierarchical-pair", "miscalibration": "hierarchical"}
+FLAG_COLUMNS = ["check", "flagged", "statistic", "observed", "expected", "p_value",
+                "threshold", "remedy", "note"]
+
+
 @dataclass
 class PPCResult:
-    """Tables of the posterior predictive checks (see module docstring)."""
+    """Tables of the posterior predictive checks (see module docstring).
+
+    ``pair_counts`` (how many pairs had c judges choose response 1, observed vs
+    replicated), ``dispersion`` (its variance and chi-square with p-values), the
+    leave-one-out ``calibration`` bins and PAV ``reliability`` steps, and ``flags``: one
+    row per problem the checks can name (dependence, miscalibration), with the spec that
+    addresses it. ``by_judge`` shares are kept as a table but flag nothing of note: each
+    judge's bias fits its share."""
 
     by_judge: pd.DataFrame
     by_group: pd.DataFrame
@@ -249,6 +318,10 @@ class PPCResult:
     scores: pd.DataFrame
     n_draws: int
     seed: int
+    pair_counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dispersion: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FLAG_COLUMNS))
 
     def worst_agreement(self, n: int = 10) -> pd.DataFrame:
         """The ``n`` judge pairs whose observed agreement the model reproduces worst
@@ -271,15 +344,21 @@ class PPCResult:
         return pd.concat([j[cols], g[cols], w[cols]], ignore_index=True)
 
     def flagged(self) -> dict[str, int]:
-        """How many judges, groups and judge pairs have an extreme p-value."""
-        return {"judges": int(self.by_judge.flag.sum()), "groups": int(self.by_group.flag.sum()),
-                "agreement_pairs": int(self.agreement.flag.sum()),
-                "agreement_pairs_total": len(self.agreement)}
+        """How many judges, groups and judge pairs have an extreme p-value; ``dependence``
+        and ``miscalibration``: 1 when flagged (``flags``)."""
+        out = {"judges": int(self.by_judge.flag.sum()), "groups": int(self.by_group.flag.sum()),
+               "agreement_pairs": int(self.agreement.flag.sum()),
+               "agreement_pairs_total": len(self.agreement)}
+        for row in self.flags.itertuples():
+            out[str(row.check)] = int(bool(row.flagged))
+        return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"judges": self.by_judge, "groups": self.by_group, "agreement": self.agreement,
                 "worst": self.worst_agreement(), "calibration": self.calibration,
-                "scores": self.scores, "summary": self.summary()}
+                "scores": self.scores, "summary": self.summary(), "counts": self.pair_counts,
+                "dispersion": self.dispersion, "reliability": self.reliability,
+                "flags": self.flags}
 
 
 def _share_table(obs: np.ndarray, rep: np.ndarray, n: np.ndarray, prob: float) -> dict:
@@ -290,10 +369,23 @@ def _share_table(obs: np.ndarray, rep: np.ndarray, n: np.ndarray, prob: float) -
             "flag": (ppp < FLAG_P) | (ppp > 1 - FLAG_P)}
 
 
+def _count_hist(counts: np.ndarray, n_max: int) -> np.ndarray:
+    """(d, n_max + 1) histograms of integer counts (d, N): how many pairs have each count."""
+    d = counts.shape[0]
+    flat = counts.astype(np.int64) + (n_max + 1) * np.arange(d)[:, None]
+    return np.bincount(flat.ravel(), minlength=d * (n_max + 1)).reshape(d, n_max + 1)
+
+
 def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 10,
-        prob: float = 0.9, chunk: int | None = None) -> PPCResult:
+        prob: float = 0.9, chunk: int | None = None, loo_result: Any = None,
+        n_resamples: int = N_RESAMPLES) -> PPCResult:
     """Posterior predictive checks of a fit (or of a posterior with ``data=``). Draws are
-    processed ``chunk`` at a time (default: about 64 MB of float32 per array)."""
+    processed ``chunk`` at a time (default: about 64 MB of float32 per array).
+
+    Calibration uses leave-one-out predictive probabilities (PSIS-LOO; pass ``loo_result``
+    from ``loo`` of the same fit to reuse it): in-sample probabilities have seen the label
+    they predict. ``flags`` names dependence (pairs on which the judges agree more than
+    replicated) and miscalibration, and the spec that addresses each."""
     post = as_posterior(fit)
     pb = _problem(fit, data)
     n, j = pb.mask.shape
@@ -306,13 +398,15 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     share_j = np.empty((s, j))
     share_g = np.empty((s, g))
     agree = np.empty((s, j, j), dtype=np.float32)
+    rep_hist = np.empty((s, j + 1))
+    rep_var = np.empty(s)
+    excess = np.empty((2, s))  # the count's excess variance per draw: observed, replicated
     psum = np.zeros((n, j))
     pos = 0
     maskt = pb.maskt
     with blas_single_thread():
         for piece in draw_pieces(post, chunk):
-            w, bias = _weights_np(piece, pb)
-            p = _logits(pb, w, bias)  # (d, J, N)
+            p = _draw_logits(piece, pb)[0]  # (d, J, N)
             np.negative(p, out=p)
             with np.errstate(over="ignore"):  # exp overflow -> inf -> p = 0, as it should
                 np.exp(p, out=p)
@@ -321,11 +415,15 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
             d = p.shape[0]
             psum += p.sum(0, dtype=np.float64).T
             yrep = rng.random(p.shape, dtype=np.float32) < p
+            excess[:, pos:pos + d] = _excess_variance(p, pb.yt, yrep, maskt)
             del p
             yes = (yrep & maskt).astype(np.float32)  # replicated "response 1", labelled only
             no = (~yrep & maskt).astype(np.float32)
             del yrep
             share_j[pos:pos + d] = yes.sum(2)
+            counts = yes.sum(1)  # (d, N) judges choosing response 1 on each pair, exact
+            rep_hist[pos:pos + d] = _count_hist(counts, j)
+            rep_var[pos:pos + d] = counts.var(1, dtype=np.float64)
             for gi, sl in enumerate(pb.slices):
                 share_g[pos:pos + d, gi] = yes[:, :, sl].sum((1, 2))
             for i in range(d):
@@ -355,11 +453,167 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     t["flag"] = t["flag"] & (t["n"] > 0)
     agreement = pd.DataFrame({"judge_a": jl[ia], "judge_b": jl[ib], **t})
 
+    obs_counts = yobs.sum(1, dtype=np.float64)
+    pair_counts, dispersion = _count_tables(obs_counts, rep_hist, rep_var, excess, j, prob)
+
     pbar = psum / s
     scores = _scores(pbar, yobs, pb.mask, pb.judges)
-    calibration = _calibration(pbar[pb.mask], yobs[pb.mask], n_bins)
+    lr = loo_result if loo_result is not None else loo(fit, data=data)
+    p_loo, y_loo = _loo_probabilities(lr, pb)
+    calibration = _calibration(p_loo, y_loo, n_bins)
+    calibration.attrs["source"] = "psis-loo"
+    calibration.attrs["in_sample_ece"] = _calibration(pbar[pb.mask], yobs[pb.mask],
+                                                      n_bins).attrs["ece"]
+    reliability = _reliability(p_loo, y_loo, rng, n_resamples)
+    flags = _flags(post, dispersion, agreement, reliability)
     return PPCResult(by_judge=by_judge, by_group=by_group, agreement=agreement,
-                     calibration=calibration, scores=scores, n_draws=s, seed=seed)
+                     calibration=calibration, scores=scores, n_draws=s, seed=seed,
+                     pair_counts=pair_counts, dispersion=dispersion,
+                     reliability=reliability, flags=flags)
+
+
+def _excess_variance(p: np.ndarray, yt: np.ndarray, yrep: np.ndarray, maskt: np.ndarray
+                     ) -> np.ndarray:
+    """(2, d): per draw, the excess variance of the count c[i] = sum_j y[i, j] around its
+    mean m[i] = sum_j p[i, j] over the binomial part, for the observed and the replicated
+    labels: sum_i ((c[i] - m[i])^2 - sum_j (y[i, j] - p[i, j])^2) / 2 = sum_i sum_{j<k}
+    e[i, j] e[i, k] (e = y - p), standardised by its sd under the draw, sqrt(sum_i
+    sum_{j<k} v[i, j] v[i, k]) (v = p (1 - p)). Mean 0 when labels are independent given
+    the draw; positive when the judges agree within pairs beyond the properties."""
+    m = maskt[None]
+    v = p * (1.0 - p) * m
+    vs = v.sum(1)
+    sd = np.sqrt(np.maximum(0.5 * (vs * vs - (v * v).sum(1)).sum(1, dtype=np.float64), 1e-30))
+    out = np.empty((2, p.shape[0]))
+    for row, y in enumerate((yt[None], yrep)):
+        e = (y - p) * m
+        es = e.sum(1)
+        out[row] = 0.5 * (es * es - (e * e).sum(1)).sum(1, dtype=np.float64) / sd
+    return out
+
+
+def _count_tables(obs_counts: np.ndarray, rep_hist: np.ndarray, rep_var: np.ndarray,
+                  excess: np.ndarray, n_judges: int, prob: float
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(pair_counts, dispersion) of the distribution over pairs of how many judges chose
+    response 1: per count the observed and replicated number of pairs (mid-p per count);
+    the count's excess variance per draw (``_excess_variance``, observed vs replicated
+    under the same draw: the discrepancy that ``flags`` tests, one-sided: small when the
+    judges agree more within pairs than replicated); the plain variance of the count over
+    pairs (it mixes in the spread that the properties explain, so it sees less); and a
+    chi-square of the histogram against the mean replicated one (small when its shape is
+    not reproduced; expected counts below 1 count as 1)."""
+    obs_hist = _count_hist(obs_counts[None], n_judges)[0].astype(np.float64)
+    n_pairs = np.full(n_judges + 1, obs_counts.size)
+    pair_counts = pd.DataFrame({"n_chose_1": np.arange(n_judges + 1),
+                                **_share_table(obs_hist, rep_hist, n_pairs, prob)})
+    expected = np.maximum(rep_hist.mean(0), 1.0)
+    chi_rep = ((rep_hist - rep_hist.mean(0)) ** 2 / expected).sum(1)
+    chi_obs = float(((obs_hist - rep_hist.mean(0)) ** 2 / expected).sum())
+    rows = []
+    for stat, obs, rep in (("count_excess_variance", excess[0], excess[1]),
+                           ("count_variance", np.float64(obs_counts.var()), rep_var),
+                           ("count_chi2", np.float64(chi_obs), chi_rep)):
+        lo, hi = _interval(rep, prob)
+        rows.append({"statistic": stat, "observed": float(np.mean(obs)),
+                     "rep_mean": float(rep.mean()), "rep_lower": float(lo),
+                     "rep_upper": float(hi), "ppp": float(_mid_p(rep, obs))})
+    return pair_counts, pd.DataFrame(rows)
+
+
+def _loo_probabilities(lr: Any, pb: PairLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(P(y = 1 | the other labels), y) of every labelled entry in obs order, from a LOO
+    result: for a 0/1 label, exp(elpd_loo_i) is the leave-one-out probability of the
+    label it has, so that of response 1 is it or its complement."""
+    y = pb.y[pb.obs_row, pb.obs_judge].astype(np.float64)
+    elpd_i = np.asarray(getattr(lr, "elpd_i", np.zeros(0)), dtype=np.float64).ravel()
+    if elpd_i.size != y.size:
+        raise BayesDissectError(f"ppc: loo_result has {elpd_i.size} pointwise values, the "
+                                f"data {y.size} labels; pass loo() of the same fit")
+    p_own = np.clip(np.exp(elpd_i), 0.0, 1.0)
+    return np.where(y > 0.5, p_own, 1.0 - p_own), y
+
+
+def _reliability(p: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_resamples: int
+                 ) -> pd.DataFrame:
+    """PAV (isotonic) recalibration of the probabilities ``p`` of labels ``y``, the CORP
+    reliability diagram (Dimitriadis, Gneiting & Jordan 2021): one row per PAV block
+    (p_lower, p_upper, n, predicted = mean p, calibrated = share of 1s). attrs: the Brier
+    score and its decomposition ``mcb`` (miscalibration) - ``dsc`` (discrimination) +
+    ``unc``, and ``p_value``: the share of ``n_resamples`` label sets drawn from ``p``
+    itself whose mcb is at least the observed one ((1 + count) / (1 + n_resamples))."""
+    from scipy.optimize import isotonic_regression
+
+    order = np.argsort(p, kind="stable")
+    ps = p[order]
+
+    def mcb_of(ys: np.ndarray) -> tuple[float, Any]:
+        res = isotonic_regression(ys)
+        return float(np.mean((ps - ys) ** 2) - np.mean((res.x - ys) ** 2)), res
+
+    ys = y[order]
+    mcb, res = mcb_of(ys)
+    null = np.array([mcb_of((rng.random(ps.size) < ps).astype(np.float64))[0]
+                     for _ in range(n_resamples)])
+    starts = np.asarray(res.blocks)
+    lo, hi = starts[:-1], starts[1:]
+    cs = np.concatenate([[0.0], np.cumsum(ps)])
+    df = pd.DataFrame({"p_lower": ps[lo], "p_upper": ps[hi - 1], "n": hi - lo,
+                       "predicted": (cs[hi] - cs[lo]) / (hi - lo), "calibrated": res.x[lo]})
+    unc = float(np.mean((ys.mean() - ys) ** 2))
+    df.attrs.update(brier=float(np.mean((ps - ys) ** 2)), mcb=mcb,
+                    dsc=unc - float(np.mean((res.x - ys) ** 2)), unc=unc,
+                    mcb_null_mean=float(null.mean()) if null.size else float("nan"),
+                    p_value=float((1 + (null >= mcb).sum()) / (1 + null.size)),
+                    n_resamples=int(n_resamples))
+    return df
+
+
+def _flags(post: xr.Dataset, dispersion: pd.DataFrame, agreement: pd.DataFrame,
+           reliability: pd.DataFrame) -> pd.DataFrame:
+    """One row per problem the checks can name: dependence (from the variance of the
+    count, with how many judge pairs agree more than replicated) and miscalibration (from
+    the PAV reliability), each with the built-in spec that addresses it when the fit does
+    not have what it adds."""
+    var = dispersion.set_index("statistic").loc["count_excess_variance"]
+    has_pair = PAIR_TERM in post
+    more = int(((agreement.ppp < FLAG_P) & (agreement.n > 0)).sum())
+    dep = bool(var.ppp <= DEPENDENCE_P)
+    if not dep:
+        note = "the spread over pairs of how many judges chose response 1 is reproduced"
+    elif has_pair:
+        note = ("judges agree within pairs more than replicated although the fit has a pair "
+                "term; look for structure the properties and the pair term miss")
+    else:
+        note = (f"judges agree within pairs more than replicated ({more} of {len(agreement)} "
+                "judge pairs agree more often): response quality the properties miss is "
+                "shared by the judges, so weights are attenuated towards 0 and their "
+                f"intervals too narrow; refit with the {REMEDY['dependence']} spec")
+    hier = any(t in post for t in (TERM_NAMES["judge"], TERM_NAMES["cell"]))
+    mis = bool(reliability.attrs["p_value"] <= MISCALIBRATION_P)
+    if not mis:
+        mnote = "leave-one-out probabilities are calibrated (PAV)"
+    elif hier:
+        mnote = ("leave-one-out probabilities are miscalibrated although the fit is "
+                 "hierarchical; see the calibration and reliability tables")
+    else:
+        mnote = ("leave-one-out probabilities are miscalibrated; the "
+                 f"{REMEDY['miscalibration']} spec pools judges' weights")
+    rows = [
+        {"check": "dependence", "flagged": dep,
+         "statistic": "excess variance over pairs of the number of judges choosing "
+                      "response 1 (standardised; 0 when independent given the draw)",
+         "observed": float(var.observed), "expected": float(var.rep_mean),
+         "p_value": float(var.ppp), "threshold": DEPENDENCE_P,
+         "remedy": REMEDY["dependence"] if dep and not has_pair else "", "note": note},
+        {"check": "miscalibration", "flagged": mis,
+         "statistic": "PAV miscalibration (Brier) of the leave-one-out probabilities",
+         "observed": float(reliability.attrs["mcb"]),
+         "expected": float(reliability.attrs["mcb_null_mean"]),
+         "p_value": float(reliability.attrs["p_value"]), "threshold": MISCALIBRATION_P,
+         "remedy": REMEDY["miscalibration"] if mis and not hier else "", "note": mnote},
+    ]
+    return pd.DataFrame(rows, columns=FLAG_COLUMNS)
 
 
 def _scores(pbar: np.ndarray, y: np.ndarray, mask: np.ndarray, judges: list[str]
@@ -504,6 +758,7 @@ def _loo_judge(post: xr.Dataset, pb: PairLayout, ji: int, gid: np.ndarray, rows_
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """PSIS-LOO of judge ``ji``'s labelled entries: (rows, elpd_i, p_loo_i, k_i)."""
     w, bias = _weights_np(post, pb, [pb.judges[ji]])  # (S, 1, G, K), (S, 1)
+    u = _pair_np(post, pb)  # (S, N) or None: the terms of _draw_logits, by rows
     rows = np.flatnonzero(pb.mask[:, ji])
     s = bias.shape[0]
     out = [np.zeros(0)] * 3
@@ -516,6 +771,8 @@ def _loo_judge(post: xr.Dataset, pb: PairLayout, ji: int, gid: np.ndarray, rows_
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rr.size], strict=True):
             z[lo:hi] = pb.x[rr[lo:hi]] @ w[:, 0, g_rr[lo], :].T
         z += bias[:, 0][None, :]
+        if u is not None:
+            z += u[:, rr].T
         z *= np.where(pb.y[rr, ji] > 0.5, 1.0, -1.0).astype(np.float32)[:, None]
         parts.append(psis_loo_rows(_log_sigmoid(z)))
     if parts:

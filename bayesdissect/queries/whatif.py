@@ -4,7 +4,8 @@ where a judge departs from a reference, draw by draw, with credible intervals.
 **These are the model's counterfactuals of an observational regression, not causal
 experiments.** The weights say how a judge's choices co-vary with the annotated property
 comparisons in the fitted pairs; "setting" a property keeps everything else about a pair
-(its other properties, and whatever the properties miss) as it is. Real edits to a response
+(its other properties, and whatever the properties miss: with a spec's pair level, each
+pair's effect u[i] stays as fitted) as it is. Real edits to a response
 move several properties at once, and the weights carry whatever correlates with a property
 in these data. Read every number here as "what the fitted model predicts", with the
 posterior's uncertainty, not as the effect an experiment would measure.
@@ -48,7 +49,8 @@ from bayesdissect.queries.effects import (
 from bayesdissect.queries.predictive import (
     PairLayout,
     _chunk_size,
-    _logits,
+    _draw_logits,
+    _pair_np,
     _problem,
     _weights_np,
 )
@@ -322,11 +324,9 @@ def _eti(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _half_logits(piece: xr.Dataset, pb: PairLayout, judges: list[str]
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(z / 2 of shape (d, J, N), w / 2 of shape (d, J, G, K)) for a chunk of draws."""
-    w, bias = _weights_np(piece, pb, judges)
-    w *= 0.5
-    bias *= 0.5
-    return _logits(pb, w, bias), w
+    """(z / 2 of shape (d, J, N), w / 2 of shape (d, J, G, K)) for a chunk of draws; z
+    includes each pair's effect u when the fit has one (a what-if keeps it)."""
+    return _draw_logits(piece, pb, judges, scale=0.5)
 
 
 # ----------------------------------------------------------------------------- 1. whatif
@@ -651,7 +651,8 @@ def _pair_position(data: xr.Dataset, pair: Any) -> int:
 def explain_draws(fit: Any, pair: Any, judges: Sequence[str] | str | None = None,
                   max_draws: int | None = None) -> xr.Dataset:
     """One pair's logit per draw, term by term: ``contribution`` (sample, judge, property)
-    = x[i,k] * w[j,g(i),k], ``bias`` (sample, judge), ``logit`` = their sum (float64, so
+    = x[i,k] * w[j,g(i),k], ``bias`` (sample, judge), ``pair_effect`` (sample, judge; the
+    pair's u, only for fits with a pair level), ``logit`` = their sum (float64, so
     the terms add up to it exactly), ``probability`` = sigmoid(logit); plus ``x``, the
     pair's ``group`` and ``observed`` labels."""
     data = _fit_data(fit)
@@ -662,14 +663,20 @@ def explain_draws(fit: Any, pair: Any, judges: Sequence[str] | str | None = None
     post = _thin(as_posterior(fit), max_draws)
     with blas_single_thread():
         w, bias = _weights_np(post, pb, judge_list)  # (S, J, 1, K), (S, J)
+        u = _pair_np(post, pb)  # (S, 1) or None
     x = pb.x[0].astype(np.float64)
     contrib = w[:, :, 0, :].astype(np.float64) * x
     b = bias.astype(np.float64)
     logit = contrib.sum(2) + b
+    extra = {}
+    if u is not None:  # the pair's effect, shared by every judge
+        pe = np.broadcast_to(u.astype(np.float64), logit.shape).copy()
+        logit = logit + pe
+        extra["pair_effect"] = (("sample", "judge"), pe)
     obs = one["y"].sel(judge=judge_list).values[0].astype(float)
     return xr.Dataset(
         {"contribution": (("sample", "judge", "property"), contrib),
-         "bias": (("sample", "judge"), b), "logit": (("sample", "judge"), logit),
+         "bias": (("sample", "judge"), b), **extra, "logit": (("sample", "judge"), logit),
          "probability": (("sample", "judge"), 1.0 / (1.0 + np.exp(-logit))),
          "x": (("property",), x), "observed": (("judge",), obs)},
         coords={"judge": judge_list, "property": pb.properties},
@@ -681,6 +688,7 @@ def explain(fit: Any, pair: Any, judges: Sequence[str] | str | None = None, *,
             prob: float = 0.9, max_draws: int | None = None) -> pd.DataFrame:
     """Why the model predicts what it does on one pair: per judge, each property's
     contribution x[i,k] * w[j,g(i),k] to the logit (largest |mean| first), then ``bias``,
+    ``pair_effect`` (fits with a pair level: the pair's u, the same for every judge),
     ``logit`` and ``probability`` (that response 1 wins), each with its interval.
 
     Columns ``judge, term, x, mean, lower, upper, observed``: ``x`` is the pair's
@@ -693,7 +701,8 @@ def explain(fit: Any, pair: Any, judges: Sequence[str] | str | None = None, *,
     c = ex["contribution"].values
     clo, chi = _eti(c, prob)
     cmean = c.mean(0)
-    rest = {t: ex[t].values for t in ("bias", "logit", "probability")}
+    rest = {t: ex[t].values for t in ("bias", "pair_effect", "logit", "probability")
+            if t in ex}
     props = [str(p) for p in ex["property"].values]
     xs = ex["x"].values
     rows = []
@@ -795,11 +804,14 @@ def _departs_sums(post: xr.Dataset, pb: PairLayout, judges: list[str], measure: 
         for piece in draw_pieces(post, chunk):
             w32, b32 = _weights_np(piece, pb, judges)
             w, b = w32.astype(np.float64), b32.astype(np.float64)
+            u = _pair_np(piece, pb)
             d = b.shape[0]
             z_ref = np.empty((d, n))
             for gi, sl in enumerate(pb.slices):
                 z_ref[:, sl] = w[:, 0, gi, :] @ x64[sl].T
             z_ref += b[:, 0:1]
+            if u is not None:  # shared by both judges: in z_ref, cancels in dz
+                z_ref += u
             p_ref = 1.0 / (1.0 + np.exp(-z_ref))
             for a in range(na):
                 dz = np.empty((d, n))
