@@ -56,6 +56,9 @@ HIERARCHICAL_LEVELS = ("judge", "group", "cell")
 WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
 #: The pair-effect level: one learned scale for all pairs, always non-centered.
 PAIR_LEVEL = "pair"
+#: The settings every pair level has (the only values its table may give them).
+PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False,
+                              "parameterization": "noncentered"}
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
@@ -138,7 +141,8 @@ class ModelSpec:
         if not changes:
             levels.pop(level, None)
         else:
-            base = levels.get(level, Level(name=level))
+            fixed = PAIR_FIXED if level == PAIR_LEVEL else {}
+            base = levels.get(level, Level(name=level, **fixed))
             levels[level] = dataclasses.replace(base, **changes)
         return parse_spec({**self.to_dict(), "levels": {
             n: {k: v for k, v in dataclasses.asdict(lv).items() if k != "name" and v is not None}
@@ -220,8 +224,7 @@ def _parse_pair_level(raw: dict[str, Any], where: str) -> Level:
     if "prior" in raw or "scale" in raw or "sigma_prior" not in raw:
         raise BayesDissectError(f"{where}: the pair level needs sigma_prior + sigma_scale "
                                 "(u[i] = sigma_pair * z[i]); prior/scale are not allowed")
-    fixed = {"sigma_per_property": False, "zero_sum": False, "parameterization": "noncentered"}
-    for key, only in fixed.items():
+    for key, only in PAIR_FIXED.items():
         if key in raw and raw[key] != only:
             raise BayesDissectError(f"{where}.{key}: the pair level has one sigma and "
                                     f"non-centered effects; expected {only!r} or no {key}, "
@@ -229,7 +232,7 @@ def _parse_pair_level(raw: dict[str, Any], where: str) -> Level:
     kw: dict[str, Any] = {
         "name": PAIR_LEVEL,
         "sigma_prior": _choice(raw.get("sigma_prior"), SIGMA_PRIORS, f"{where}.sigma_prior"),
-        "sigma_scale": _num(raw.get("sigma_scale"), f"{where}.sigma_scale"), **fixed}
+        "sigma_scale": _num(raw.get("sigma_scale"), f"{where}.sigma_scale"), **PAIR_FIXED}
     if "nu" in raw:
         kw["nu"] = _num(raw["nu"], f"{where}.nu")
     return Level(**kw)

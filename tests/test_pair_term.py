@@ -1,0 +1,201 @@
+"""The pair level (issue 14, item 2): a latent quality of each pair shared by every judge,
+u[i] = sigma_pair * z[i], in the spec, the PyMC model, every query's logits, and the
+dependence check: a fit without it on data with pair effects is flagged, one with it is
+not, and neither is on data without pair effects."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import bayesdissect as bd
+from bayesdissect.data.simulate import simulate
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.build import build_model
+from bayesdissect.model.specs import load_spec, parse_spec, spec_from_json
+from bayesdissect.queries.predictive import (
+    DEPENDENCE_P,
+    loo,
+    pointwise_log_likelihood,
+    ppc,
+    psis_loo_rows,
+)
+from bayesdissect.queries.whatif import explain, whatif
+
+PAIR_SD = 1.0
+# A small spec so four NUTS fits stay within seconds: global + judge weights, bias.
+LIGHT = {"name": "light", "levels": {
+    "mu": {"prior": "normal", "scale": 1.0},
+    "judge": {"sigma_prior": "halfnormal", "sigma_scale": 0.5,
+              "parameterization": "noncentered", "zero_sum": True},
+    "bias": {"prior": "normal", "scale": 0.5}},
+    "sampler": {"backend": "numba"}}
+PAIR = {"sigma_prior": "halfnormal", "sigma_scale": 1.0}
+
+
+# ----------------------------------------------------------------------------- the spec
+def test_hierarchical_pair_is_hierarchical_plus_the_pair_level() -> None:
+    hp, h = load_spec("hierarchical-pair"), load_spec("hierarchical")
+    assert hp.has("pair") and not h.has("pair")
+    lv = hp.levels["pair"]
+    assert (lv.sigma_prior, lv.sigma_scale, lv.dims) == ("halfnormal", 1.0, ("pair",))
+    assert {k: v for k, v in hp.levels.items() if k != "pair"} == h.levels
+    assert hp.sampler == h.sampler
+    assert spec_from_json(hp.to_json()).levels == hp.levels
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"prior": "normal", "scale": 1.0}, "needs sigma_prior"),
+    ({"sigma_prior": "halfnormal"}, "sigma_scale: expected a number"),
+    ({**PAIR, "zero_sum": True}, "zero_sum"),
+    ({**PAIR, "sigma_per_property": True}, "sigma_per_property"),
+    ({**PAIR, "parameterization": "radial"}, "parameterization"),
+    ({**PAIR, "sigma_prior": "gamma"}, "unknown value 'gamma'"),
+])
+def test_bad_pair_level_is_one_clear_error(bad: dict, match: str) -> None:
+    with pytest.raises(BayesDissectError, match=match):
+        parse_spec({**LIGHT, "levels": {**LIGHT["levels"], "pair": bad}})
+
+
+# ----------------------------------------------------------------------------- the model
+def test_prior_only_build_samples_the_pair_effects() -> None:
+    import pymc as pm
+
+    data = simulate(n_pairs=60, judges=3, groups=2, seed=0).data
+    model = build_model("hierarchical-pair", data)
+    assert "z_pair" in [v.name for v in model.free_RVs]
+    with model:
+        prior = pm.sample_prior_predictive(draws=400, random_seed=1).prior
+    u, tau = prior["pair_effect"], prior["sigma_pair"]
+    assert u.dims == ("chain", "draw", "pair")
+    np.testing.assert_array_equal(u["pair"].values, data["pair"].values)
+    assert bool((tau > 0).all())
+    # u = tau z: sd of u given tau is tau (z ~ N(0, 1), 60 pairs per draw)
+    ratio = (u.std("pair") / tau).values.ravel()
+    assert abs(ratio.mean() - 1.0) < 0.05
+    # E[tau] of HalfNormal(1) is sqrt(2 / pi) = 0.798; 400 draws: se 0.03
+    assert abs(float(tau.mean()) - np.sqrt(2 / np.pi)) < 4 * 0.6 / np.sqrt(400)
+    assert "pair" not in build_model("hierarchical", data).coords
+
+
+# ----------------------------------------------------------------------------- the logits
+def _truth_posterior(truth: xr.Dataset, draws: int = 20, seed: int = 0) -> xr.Dataset:
+    """Draws scattered around the truth, pair effects included."""
+    rng = np.random.default_rng(seed)
+
+    def noisy(da: xr.DataArray) -> xr.DataArray:
+        out = da.expand_dims(chain=2, draw=draws).copy()
+        out.values = out.values + 0.1 * rng.normal(size=out.shape)
+        return out
+    return xr.Dataset({"w_cell": noisy(truth["w"]), "bias": noisy(truth["bias"]),
+                       "pair_effect": noisy(truth["pair_effect"])})
+
+
+def _brute_logits(post: xr.Dataset, data: xr.Dataset) -> np.ndarray:
+    """(S, pair, judge) logits from the definition, pair by pair."""
+    w = post["w_cell"].stack(s=("chain", "draw")).transpose("s", ...)
+    w = w.sel(group=xr.DataArray(data["group"].values, dims="pair"))  # (s, pair, judge, K)
+    x = data["x"].transpose("pair", "property").values
+    z = np.einsum("spjk,pk->spj", w.transpose("s", "pair", "judge", "property").values, x)
+    b = post["bias"].stack(s=("chain", "draw")).transpose("s", "judge").values
+    u = post["pair_effect"].sel(pair=data["pair"].values).stack(
+        s=("chain", "draw")).transpose("s", "pair").values
+    return z + b[:, None, :] + u[:, :, None]
+
+
+def test_every_query_adds_the_pair_effect() -> None:
+    sim = simulate(n_pairs=80, judges=4, groups=2, seed=5, pair_sd=PAIR_SD)
+    data, post = sim.data, _truth_posterior(sim.truth)
+    z = _brute_logits(post, data)
+    y = data["y"].transpose("pair", "judge").values
+    ll = pointwise_log_likelihood(post, data=data)
+    pi = pd.Index(data["pair"].values).get_indexer(ll["pair"].values)
+    ji = pd.Index(data["judge"].values).get_indexer(ll["judge"].values)
+    sign = 2 * y[pi, ji] - 1
+    expect = -np.logaddexp(0, -sign * z[:, pi, ji])
+    np.testing.assert_allclose(ll["y"].values.reshape(expect.shape), expect, atol=2e-4)
+    # LOO adds u in its own per-judge loop: the same as PSIS on the pointwise values
+    e, _, _ = psis_loo_rows(ll["y"].values.reshape(expect.shape).T)
+    np.testing.assert_allclose(loo(post, data=data).elpd_i.values, e, atol=1e-4)
+    # without the pair effect the logits differ, so the test above can fail
+    alt = pointwise_log_likelihood(post.drop_vars("pair_effect"), data=data)
+    assert np.abs(alt["y"].values - ll["y"].values).max() > 0.1
+
+
+def test_pair_effects_must_cover_the_pairs() -> None:
+    sim = simulate(n_pairs=40, judges=3, groups=2, seed=6, pair_sd=PAIR_SD)
+    post = _truth_posterior(sim.truth).isel(pair=slice(0, 20))
+    with pytest.raises(BayesDissectError, match="pair effects exist only for the fitted"):
+        ppc(post, data=sim.data)
+
+
+# ----------------------------------------------------------------------------- MCMC
+@pytest.fixture(scope="module")
+def fits() -> dict[tuple[float, bool], bd.Fit]:
+    """(pair_sd, with pair term) -> fit: 6 judges x 300 pairs, 2 chains x 200 draws."""
+    light = parse_spec(LIGHT)
+    spec = {False: light, True: light.replace_level("pair", **PAIR)}
+    out = {}
+    for pair_sd in (PAIR_SD, 0.0):
+        data = simulate(n_pairs=300, judges=6, groups=1, seed=3, pair_sd=pair_sd,
+                        levels=("judge", "bias")).data
+        for has in (False, True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                f = bd.fit(data, spec[has], chains=2, draws=200, tune=200, seed=1,
+                           progressbar=False)
+            out[pair_sd, has] = f
+    return out
+
+
+def _dependence(f: bd.Fit):  # noqa: ANN202
+    return ppc(f, n_resamples=50).flags.set_index("check").loc["dependence"]
+
+
+def test_fit_without_pair_term_is_flagged_with_it_is_not(fits) -> None:
+    """Threshold DEPENDENCE_P = 0.005 from the null distribution of any posterior
+    predictive p-value (P(p <= a) <= 2a, Meng 1994): <= 1% false flags."""
+    row = _dependence(fits[PAIR_SD, False])
+    assert row.flagged and row.p_value <= DEPENDENCE_P and row.remedy == "hierarchical-pair"
+    row = _dependence(fits[PAIR_SD, True])
+    assert not row.flagged and row.remedy == ""
+
+
+def test_no_pair_effects_no_flag_either_way(fits) -> None:
+    for has in (False, True):
+        assert not _dependence(fits[0.0, has]).flagged
+
+
+def test_sigma_pair_recovered(fits) -> None:
+    f = fits[PAIR_SD, True]
+    lo, hi = np.quantile(f.posterior["sigma_pair"].values, [0.05, 0.95])
+    assert lo < PAIR_SD < hi
+    assert f.posterior["pair_effect"].dims == ("chain", "draw", "pair")
+    # without pair effects the scale is pulled towards 0 (prior HalfNormal(1) mean 0.8)
+    assert float(fits[0.0, True].posterior["sigma_pair"].mean()) < 0.5
+
+
+def test_whatif_and_explain_keep_each_pairs_effect(fits) -> None:
+    f = fits[PAIR_SD, True]
+    post, data = f.posterior, f.data
+    w = (post["mu"] + post["judge_offset"]).stack(s=("chain", "draw")).transpose(
+        "s", "judge", "property").values
+    x = data["x"].transpose("pair", "property").values
+    b = post["bias"].stack(s=("chain", "draw")).transpose("s", "judge").values
+    u = post["pair_effect"].sel(pair=data["pair"].values).stack(
+        s=("chain", "draw")).transpose("s", "pair").values
+    z = np.einsum("sjk,pk->spj", w, x) + b[:, None, :] + u[:, :, None]
+    before = 100 * (1 / (1 + np.exp(-z))).mean((0, 1))
+    wi = whatif(f, {"lengthy": 0}).set_index("judge")
+    np.testing.assert_allclose(wi.loc[list(data["judge"].values), "before"], before,
+                               atol=1e-3)
+    pair = data["pair"].values[7]
+    ex = explain(f, pair).set_index(["judge", "term"])
+    j0 = str(data["judge"].values[0])
+    assert ex.loc[(j0, "pair_effect"), "mean"] == pytest.approx(u[:, 7].mean(), abs=1e-5)
+    assert ex.loc[(j0, "logit"), "mean"] == pytest.approx(z[:, 7, 0].mean(), abs=1e-4)
+
