@@ -85,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     judges = [str(j) for j in data["judge"].values]
     if args.judges:
         judges = judges[:args.judges]
-    passes: list[tuple[float, int, int]] = []
+    passes: list[tuple[float, int, int, int]] = []
     t0 = time.perf_counter()
     fit = fit_per_cell(data, "paper", chains=args.chains, draws=args.draws, tune=args.tune,
                        seed=args.seed, folds=args.folds, groups=args.groups, judges=judges,
                        thin=args.thin, parameterization=args.parameterization,
-                       progress=lambda n, done, total: passes.append(
-                           (time.perf_counter() - t0, n, done)))
+                       progress=lambda n, slowest, total, active: passes.append(
+                           (time.perf_counter() - t0, n, slowest, active)))
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
     d = fit.diagnostics
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         "worst_rhat": d["worst_rhat"][:3], "worst_ess_bulk": d["worst_ess_bulk"][:3],
         "cells_rhat_over_1.01": int((cs["rhat"].max("property") > 1.01).sum()),
         "cells_ess_bulk_under_400": int((cs["ess_bulk"].min("property") < 400).sum()),
-        "progress": [[round(t, 1), n, k] for t, n, k in passes[::max(1, len(passes) // 8)]],
+        "compactions": fit.settings["compactions"],
+        "progress_seconds_passes_slowest_active": [
+            [round(t, 1), n, k, a] for t, n, k, a in passes[::max(1, len(passes) // 10)]],
     }
     if args.agree:
         result["agreement"] = agreement(fit, data, args.agree, args.agree_seed)
