@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
@@ -68,6 +69,8 @@ from bayesdissect.queries.weights import blas_single_thread, flat_draws
 
 #: The terms of w that belong to one judge (everything else is "population").
 _JUDGE_TERMS = tuple(TERM_NAMES[level] for level in ("judge", "cell", "bias"))
+#: The pair level's effects u (dim pair): a population term shared by every judge.
+PAIR_TERM = TERM_NAMES["pair"]
 METHODS = ("fast", "exact")
 
 
@@ -243,6 +246,22 @@ def _zero_sum_scales(levels: Mapping[str, Any], post: xr.Dataset, sj: np.ndarray
     return sj, sc, over_groups and n_groups > 1, clamped
 
 
+def _pair_offsets(post: xr.Dataset, pairs: np.ndarray) -> np.ndarray | None:
+    """(S, n) float32: each posterior draw's pair effect u of the new judge's labelled pairs
+    (a spec with a pair level; None without one). Every label is on a fitted pair, so u is
+    known for each: under the cut, draw s of the new judge's parameters is conditional on
+    draw s of every population term, u included, as the logits of the fitted judges are."""
+    if PAIR_TERM not in post:
+        return None
+    da = post[PAIR_TERM].transpose("chain", "draw", "pair")
+    idx = pd.Index(np.asarray(da["pair"].values)).get_indexer(np.asarray(pairs))
+    if (idx < 0).any():
+        raise BayesDissectError(
+            f"add-judge: the fit has no {PAIR_TERM} for {int((idx < 0).sum())} labelled "
+            "pair(s); use --exact")
+    return flat_draws(da)[:, idx].astype(np.float32)
+
+
 def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None):
     """The fast path for the hierarchical family (Normal offsets, Normal bias)."""
     post = as_posterior(fit)
@@ -305,9 +324,10 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
         gidx = np.asarray([pos[g] for g in gvals])
     else:
         gidx = np.zeros(int(keep.sum()), dtype=int)
+    u = _pair_offsets(post, data2["pair"].values[keep])
     rng = np.random.default_rng(seed)
     with blas_single_thread():  # small products: one BLAS thread is faster on a busy box
-        res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng)
+        res = laplace_new_judge(x, gidx, y[keep], m, sj, sc, bias_scale, rng, offset=u)
     if recentre and "cell_offset" in res and "judge_offset" in res:
         # zero-sum cells over groups: the judge offset carries the new judge's group mean
         shift = res["cell_offset"].mean(axis=1)
@@ -323,6 +343,8 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
     info = {"method": "fast", "approximation": "cut + per-draw Laplace",
             "labelled_pairs": int(keep.sum()), "zero_sum_cells_recentred": bool(recentre),
             "judge_scale_clamped_draws": int(clamped),
+            "pair_effect": "paired draws of the fit's pair effects" if u is not None
+            else "none (no pair level)",
             "chord_iters": int(res["chord_iters"]), "newton_iters": int(res["newton_iters"]),
             "max_grad_at_mode": float(res["max_grad"]), "dropped_variables": dropped}
     return new_post, info

@@ -16,14 +16,17 @@ import numpy as np
 class NewJudgeProblem:
     """The new judge's conditional log posterior in z coordinates, for a chunk of draws.
 
-    logit_i = bias_scale * zb + x_i . (m[s, g(i)] + sj[s] * za + sc[s] * zc[g(i)]),
-    z ~ N(0, 1). Holds the pieces that do not change while the mode is searched.
+    logit_i = bias_scale * zb + x_i . (m[s, g(i)] + sj[s] * za + sc[s] * zc[g(i)])
+    + offset[s, i], z ~ N(0, 1) (offset: the pair effects of the population draw, or None).
+    Holds the pieces that do not change while the mode is searched.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, groups: list[slice],
                  xx: np.ndarray, m: np.ndarray, sj: np.ndarray | None,
-                 sc: np.ndarray | None, bias_scale: float | None) -> None:
+                 sc: np.ndarray | None, bias_scale: float | None,
+                 offset: np.ndarray | None = None) -> None:
         self.x, self.y, self.groups, self.xx, self.m = x, y, groups, xx, m
+        self.offset = offset  # (d, N) fixed logit terms, or None
         self.xt = [np.ascontiguousarray(x[idx].T) for idx in groups]  # (K, pairs of g)
         self.sj, self.sc, self.bs = sj, sc, bias_scale
         self.d, self.k, self.g = m.shape[0], x.shape[1], len(groups)
@@ -41,6 +44,8 @@ class NewJudgeProblem:
             val[:, idx] = np.ascontiguousarray(v[:, g, :]) @ self.xt[g]
         if self.bs is not None:
             val += (self.bs * z["b"])[:, None]
+        if self.offset is not None:
+            val += self.offset
         return val
 
     def logpost(self, e: np.ndarray, z: dict[str, np.ndarray]) -> np.ndarray:
@@ -178,6 +183,7 @@ def laplace_new_judge(
     bias_scale: float | None,
     rng: np.random.Generator,
     *,
+    offset: np.ndarray | None = None,
     chunk: int = 500,
     max_iter: int = 100,
     tol: float = 1e-7,
@@ -185,7 +191,7 @@ def laplace_new_judge(
     """Draw the new judge's own parameters, one draw per population draw (the fast path).
 
     Model for labelled pairs i (group g(i)) and population draw s:
-        logit_i = bias + x_i . (m[s, g(i)] + a + c[g(i)]),
+        logit_i = bias + x_i . (m[s, g(i)] + a + c[g(i)]) + offset[s, i],
         a = sigma_judge[s] * za, c[g] = sigma_cell[s] * zc[g], bias = bias_scale * zb,
         za, zc, zb ~ N(0, 1).
     For each s: the mode of the conditional posterior in z (chord iterations preconditioned
@@ -197,12 +203,16 @@ def laplace_new_judge(
     products over the labelled pairs.
 
     Shapes: x (N, K); gidx (N,) int in [0, G); y (N,) 0/1; m (S, G, K); sigma_* (S, K) or
-    None when the level is off. Returns judge_offset (S, K), cell_offset (S, G, K) and
-    bias (S,) for the levels that are on, and diagnostics ``chord_iters``, ``newton_iters``
-    (max over draws), ``max_grad`` (largest |gradient| left at a mode, z units).
+    None when the level is off; offset (S, N) or None: fixed terms of each draw's logits
+    (a pair level's effects u[s, i], which every judge shares). Returns judge_offset
+    (S, K), cell_offset (S, G, K) and bias (S,) for the levels that are on, and
+    diagnostics ``chord_iters``, ``newton_iters`` (max over draws), ``max_grad`` (largest
+    |gradient| left at a mode, z units).
     """
     order = np.argsort(np.asarray(gidx), kind="stable")  # groups become contiguous slices
     x = np.ascontiguousarray(np.asarray(x, dtype=float)[order])
+    if offset is not None:
+        offset = np.asarray(offset)[:, order]
     y = np.asarray(y, dtype=float)[order]
     gidx = np.asarray(gidx)[order]
     n, k = x.shape
@@ -212,8 +222,11 @@ def laplace_new_judge(
     xx = (x[:, :, None] * x[:, None, :]).reshape(n, k * k)
     has_a, has_c, has_b = sigma_judge is not None, sigma_cell is not None, bias_scale is not None
 
-    def problem(m_: np.ndarray, sj_: np.ndarray | None, sc_: np.ndarray | None) -> NewJudgeProblem:
-        return NewJudgeProblem(x, y, groups, xx, np.asarray(m_, dtype=float), sj_, sc_, bias_scale)
+    def problem(m_: np.ndarray, sj_: np.ndarray | None, sc_: np.ndarray | None,
+                off_: np.ndarray | None) -> NewJudgeProblem:
+        return NewJudgeProblem(x, y, groups, xx, np.asarray(m_, dtype=float), sj_, sc_,
+                               bias_scale, None if off_ is None else
+                               np.asarray(off_, dtype=float))
 
     def zeros(d: int) -> dict[str, np.ndarray]:
         z: dict[str, np.ndarray] = {}
@@ -230,7 +243,8 @@ def laplace_new_judge(
     sc_all = None if sigma_cell is None else np.asarray(sigma_cell, dtype=float)
     ref = problem(m.mean(0, keepdims=True),
                   None if sj_all is None else sj_all.mean(0, keepdims=True),
-                  None if sc_all is None else sc_all.mean(0, keepdims=True))
+                  None if sc_all is None else sc_all.mean(0, keepdims=True),
+                  None if offset is None else offset.mean(0, keepdims=True, dtype=float))
     z_ref, e_ref, _ = ref.mode(zeros(1), None, max_iter=max_iter, tol=tol)
     p_ref = 1.0 / (1.0 + np.exp(-e_ref[0]))
     w_ref = p_ref * (1.0 - p_ref)
@@ -245,7 +259,8 @@ def laplace_new_judge(
     for start in range(0, s_total, chunk):
         sl = slice(start, min(start + chunk, s_total))
         prob = problem(m[sl], None if sj_all is None else sj_all[sl],
-                       None if sc_all is None else sc_all[sl])
+                       None if sc_all is None else sc_all[sl],
+                       None if offset is None else offset[sl])
         d = prob.d
         z = zeros(d)
         if has_b:
