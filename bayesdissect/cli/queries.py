@@ -71,23 +71,58 @@ def _clusters(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_warnings(res: Any) -> list[str]:
+    """What the predictive checks ``res`` flag, in words (``PPCResult.warnings``), for the
+    top of ``check``'s and ``ppc``'s output; empty when nothing is flagged."""
+    return res.warnings(below=False)
+
+
+def _ppc_notes(args: argparse.Namespace, res: Any) -> None:
+    """The context line of each ``ppc`` table (on stderr, tables only)."""
+    disp = res.dispersion.set_index("statistic") if not res.dispersion.empty else None
+    if args.table == "counts" and disp is not None:
+        _note(args, "pairs on which n_chose_1 judges chose response 1, observed vs replicated "
+                    f"(ppp per count); the whole distribution: chi-square p = "
+                    f"{disp.loc['count_chi2', 'ppp']:.3f}, variance p = "
+                    f"{disp.loc['count_variance', 'ppp']:.3f}, excess variance (dependence) "
+                    f"p = {disp.loc['count_excess_variance', 'ppp']:.3f}")
+    elif args.table == "dispersion":
+        _note(args, "the count of judges choosing response 1 per pair: observed vs "
+                    "replicated statistics, mid-p values (excess variance: small p = judges "
+                    "agree within pairs more than the model replicates)")
+    elif args.table in ("calibration", "reliability"):
+        a = res.reliability.attrs
+        _note(args, f"leave-one-out (PSIS-LOO) probabilities; "
+                    f"{'PAV blocks' if args.table == 'reliability' else 'equal-width bins'}; "
+                    f"Brier {a.get('brier', float('nan')):.4f} = miscalibration "
+                    f"{a.get('mcb', float('nan')):.4f} - discrimination "
+                    f"{a.get('dsc', float('nan')):.4f} + uncertainty "
+                    f"{a.get('unc', float('nan')):.4f}; miscalibration p = "
+                    f"{a.get('p_value', float('nan')):.3f}; ECE "
+                    f"{res.calibration.attrs.get('ece', float('nan')):.4f}")
+    else:
+        fl = res.flagged()
+        sc = res.scores.set_index("judge").loc["all"]
+        _note(args, f"{res.n_draws} draws; accuracy {sc.accuracy:.3f}, log score "
+                    f"{sc.log_score:.3f} (coin: -0.693); flagged (p < 0.025 or > 0.975): "
+                    f"{fl['judges']} judges, {fl['groups']} groups, {fl['agreement_pairs']} of "
+                    f"{fl['agreement_pairs_total']} judge pairs' agreement")
+
+
 def _ppc(args: argparse.Namespace) -> int:
     from bayesdissect.queries.predictive import loo, ppc
     fit = _load(args.fit)
+    lr = loo(fit)  # once: the LOO table, and the calibration of the checks
     if args.table == "loo":
-        res = loo(fit)
-        _note(args, f"elpd_loo = {res.elpd_loo:.1f} (se {res.se:.1f}), p_loo = {res.p_loo:.1f}, "
-                    f"{res.n_bad_k} of {res.n_obs} entries with Pareto k > "
-                    f"{res.k_threshold:.2f}")
-        emit(res.by_judge, args)
+        _note(args, f"elpd_loo = {lr.elpd_loo:.1f} (se {lr.se:.1f}), p_loo = {lr.p_loo:.1f}, "
+                    f"{lr.n_bad_k} of {lr.n_obs} entries with Pareto k > "
+                    f"{lr.k_threshold:.2f}")
+        emit(lr.by_judge, args)
         return 0
-    res = ppc(fit, seed=args.seed, n_bins=args.bins, prob=args.prob)
-    fl = res.flagged()
-    sc = res.scores.set_index("judge").loc["all"]
-    _note(args, f"{res.n_draws} draws; accuracy {sc.accuracy:.3f}, log score "
-                f"{sc.log_score:.3f} (coin: -0.693); flagged (p < 0.025 or > 0.975): "
-                f"{fl['judges']} judges, {fl['groups']} groups, {fl['agreement_pairs']} of "
-                f"{fl['agreement_pairs_total']} judge pairs' agreement")
+    res = ppc(fit, seed=args.seed, n_bins=args.bins, prob=args.prob, loo_result=lr)
+    for line in check_warnings(res):  # what the checks flag comes first, in any format
+        print(line, file=sys.stderr)
+    _ppc_notes(args, res)
     emit(res.tables()[args.table], args)
     return 0
 
@@ -172,13 +207,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_clusters)
 
     p = sub.add_parser("ppc", help="posterior predictive checks",
-                       description="Observed vs replicated share of 'response 1 preferred' "
-                       "per judge and group, agreement of every judge pair, accuracy, log "
-                       "score, calibration; --table loo for PSIS-LOO per judge.")
+                       description="Posterior predictive checks, observed vs replicated: "
+                       "the distribution over pairs of how many judges chose response 1 "
+                       "(counts, dispersion: its p-values test dependence between judges), "
+                       "agreement of every judge pair, the share of 'response 1' per judge "
+                       "and group, accuracy, log score, calibration of the leave-one-out "
+                       "probabilities (calibration: bins; reliability: PAV), and flags "
+                       "(dependence, miscalibration, with the spec that addresses each; "
+                       "printed first when raised); --table loo for PSIS-LOO per judge.")
     p.add_argument("fit", metavar="FIT")
     p.add_argument("--table", default="summary",
-                   choices=["summary", "judges", "groups", "agreement", "worst", "calibration",
-                            "scores", "loo"], help="what to print (default: summary)")
+                   choices=["summary", "flags", "counts", "dispersion", "reliability",
+                            "calibration", "judges", "groups", "agreement", "worst", "scores",
+                            "loo"],
+                   help="what to print (default: summary): flags = dependence and "
+                   "miscalibration with p-values and remedies; counts = pairs by how many "
+                   "judges chose response 1, observed vs replicated; dispersion = that "
+                   "count's variance statistics and p-values; reliability = PAV "
+                   "calibration of the leave-one-out probabilities")
     p.add_argument("--seed", type=int, default=0, help="seed of the replications")
     p.add_argument("--bins", type=int, default=10, help="calibration bins (default 10)")
     _prob(p)

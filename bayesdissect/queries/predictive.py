@@ -322,6 +322,14 @@ class PPCResult:
     dispersion: pd.DataFrame = field(default_factory=pd.DataFrame)
     reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
     flags: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FLAG_COLUMNS))
+    n_properties: int = 0
+
+    def warnings(self, below: bool = True) -> list[str]:
+        """One plain-text warning per flagged check (``flags``), in words, naming what it
+        weakens and the spec that addresses it (in backticks); empty when nothing is
+        flagged. ``check``, ``ppc`` and the report put these at the top (``below``: they
+        speak of "the weights below"; else of "this fit's weights")."""
+        return flag_warnings(self.flags, self.n_properties, below=below)
 
     def worst_agreement(self, n: int = 10) -> pd.DataFrame:
         """The ``n`` judge pairs whose observed agreement the model reproduces worst
@@ -469,7 +477,50 @@ def ppc(fit: Any, data: xr.Dataset | None = None, seed: int = 0, n_bins: int = 1
     return PPCResult(by_judge=by_judge, by_group=by_group, agreement=agreement,
                      calibration=calibration, scores=scores, n_draws=s, seed=seed,
                      pair_counts=pair_counts, dispersion=dispersion,
-                     reliability=reliability, flags=flags)
+                     reliability=reliability, flags=flags, n_properties=len(pb.properties))
+
+
+def p_words(p: float) -> str:
+    """'p < 0.001' or 'p = 0.004'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def flag_warnings(flags: pd.DataFrame, n_properties: int = 0, below: bool = True
+                  ) -> list[str]:
+    """The flagged rows of a ``flags`` table as warnings in words (see
+    ``PPCResult.warnings``)."""
+    out = []
+    props = f"the {n_properties} properties" if n_properties else "the properties"
+    weights, intervals = (("the weights below", "the intervals below") if below else
+                          ("this fit's weights", "this fit's intervals"))
+    flagged = flags[flags["flagged"].astype(bool)]
+    dep_fix = bool(((flagged["check"] == "dependence") & (flagged["remedy"] != "")).any())
+    for row in flagged.itertuples():
+        p = p_words(float(row.p_value))
+        spec = f" Refit with the spec `{row.remedy}`." if row.remedy else ""
+        if row.check == "dependence" and row.remedy:
+            out.append(
+                "Warning: the judges' labels agree more often than the model replicates "
+                f"(dependence {p}): the pairs differ in quality {props} miss, so "
+                f"{weights} are attenuated towards 0 and their intervals too narrow."
+                + spec)
+        elif row.check == "dependence":
+            out.append(
+                "Warning: the judges' labels agree more often than the model replicates "
+                f"(dependence {p}) although the fit has a pair term: something {props} "
+                f"and the pair term miss is shared by the judges, so {intervals} may be "
+                "too narrow.")
+        elif row.check == "miscalibration":
+            out.append(
+                "Warning: the model's leave-one-out probabilities are miscalibrated "
+                f"(PAV miscalibration {p}): its predicted win rates, and the intervals "
+                "built on them, should not be taken at face value."
+                + (spec if row.remedy else
+                   " The dependence above can cause it: refit first." if dep_fix else
+                   " See the calibration and reliability tables."))
+        else:  # a check added later: its note says what it means
+            out.append(f"Warning: {row.check} ({p}): {row.note}.{spec}")
+    return out
 
 
 def _excess_variance(p: np.ndarray, yt: np.ndarray, yrep: np.ndarray, maskt: np.ndarray
@@ -526,10 +577,22 @@ def _loo_probabilities(lr: Any, pb: PairLayout) -> tuple[np.ndarray, np.ndarray]
     result: for a 0/1 label, exp(elpd_loo_i) is the leave-one-out probability of the
     label it has, so that of response 1 is it or its complement."""
     y = pb.y[pb.obs_row, pb.obs_judge].astype(np.float64)
-    elpd_i = np.asarray(getattr(lr, "elpd_i", np.zeros(0)), dtype=np.float64).ravel()
+    da = getattr(lr, "elpd_i", None)
+    elpd_i = np.asarray(da if da is not None else np.zeros(0), dtype=np.float64).ravel()
     if elpd_i.size != y.size:
         raise BayesDissectError(f"ppc: loo_result has {elpd_i.size} pointwise values, the "
                                 f"data {y.size} labels; pass loo() of the same fit")
+    if isinstance(da, xr.DataArray) and {"pair", "judge"} <= set(da.coords):
+        same = (np.array_equal(np.asarray(da["pair"].values).astype(str),
+                               np.asarray(pb.obs_coords["pair"][1]).astype(str))
+                and np.array_equal(np.asarray(da["judge"].values).astype(str),
+                                   np.asarray(pb.obs_coords["judge"][1]).astype(str)))
+        observed = getattr(lr, "observed", None)
+        if same and observed is not None:
+            same = np.array_equal(np.asarray(observed).astype(np.int8), y.astype(np.int8))
+        if not same:
+            raise BayesDissectError("ppc: loo_result is of other data (its (pair, judge) "
+                                    "entries or labels differ); pass loo() of the same fit")
     p_own = np.clip(np.exp(elpd_i), 0.0, 1.0)
     return np.where(y > 0.5, p_own, 1.0 - p_own), y
 
