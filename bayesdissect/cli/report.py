@@ -45,6 +45,8 @@ def _finish(args: argparse.Namespace, path: Path, findings: Any, seconds: float)
     from bayesdissect.cli.output import render
 
     if not args.quiet:
+        for line in findings.warnings():  # what the checks flag comes first, in words
+            print(line)
         table = findings.summary(max_rows=12)
         if not table.empty:
             ref = findings.reference

@@ -15,6 +15,14 @@ from bayesdissect.report.figures import DEFAULT_JUDGES, display_name, similarity
 
 #: The report's what-if: equalise this property (the AlpacaEval length-control question).
 WHATIF_PROPERTY = "lengthy"
+#: The report sections whose confidence each flag of the predictive checks weakens:
+#: dependence left out attenuates every weight and narrows its interval (so everything
+#: built on the weights); miscalibrated predictions weaken the predicted win rates.
+WEAKENS: dict[str, tuple[str, ...]] = {
+    "dependence": ("effects", "contrasts", "similarity", "clusters", "size", "whatif",
+                   "exploit", "departs"),
+    "miscalibration": ("checks", "whatif", "exploit", "departs"),
+}
 
 
 @dataclass
@@ -30,11 +38,27 @@ class Findings:
     clusters: Any = None
     contrasts: pd.DataFrame | None = None
     ppc: Any = None
+    loo: Any = None
     levels: tuple[str, ...] = ()
     sentences: dict[str, list[str]] = field(default_factory=dict)
     whatif: pd.DataFrame | None = None
     exploit: pd.DataFrame | None = None
     departs: pd.DataFrame | None = None
+
+    def flagged_checks(self) -> list[str]:
+        """The checks the posterior predictive checks flag (dependence, miscalibration)."""
+        if self.ppc is None or self.ppc.flags.empty:
+            return []
+        fl = self.ppc.flags
+        return [str(c) for c in fl.loc[fl["flagged"].astype(bool), "check"]]
+
+    def warnings(self) -> list[str]:
+        """The flags in words (``PPCResult.warnings``), for the top of the report."""
+        return self.ppc.warnings() if self.ppc is not None else []
+
+    def weakened_by(self, section: str) -> list[str]:
+        """The flagged checks that weaken a report section (``WEAKENS``)."""
+        return [c for c in self.flagged_checks() if section in WEAKENS.get(c, ())]
 
     def summary(self, max_rows: int = 12) -> pd.DataFrame:
         """One row per judge (chosen judges first): similarity to the reference, the
@@ -91,8 +115,9 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
                      progress: Callable[[str], None] | None = None,
                      counterfactuals: bool = True) -> Findings:
     """Run the queries a report needs: effects at every level, contrasts with the
-    reference judge (human when present), similarity, clusters, (``checks``) the
-    posterior predictive checks and (``counterfactuals``) the what-if queries."""
+    reference judge (human when present), similarity, clusters, (``checks``) PSIS-LOO
+    once and the posterior predictive checks on it (their calibration is leave-one-out)
+    and (``counterfactuals``) the what-if queries."""
     from bayesdissect.model.fitted import as_posterior
     from bayesdissect.queries.clusters import clusters
     from bayesdissect.queries.effects import all_effects, contrast
@@ -120,10 +145,12 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
             say("clusters")
             f.clusters = clusters(fit, k=k)
     if checks and getattr(fit, "data", None) is not None:
-        from bayesdissect.queries.predictive import ppc
+        from bayesdissect.queries.predictive import loo, ppc
 
+        say("PSIS-LOO")
+        f.loo = loo(fit)
         say("posterior predictive checks")
-        f.ppc = ppc(fit, prob=prob)
+        f.ppc = ppc(fit, prob=prob, loo_result=f.loo)
     if counterfactuals:
         compute_counterfactuals(fit, f, say)
     return f

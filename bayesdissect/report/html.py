@@ -49,6 +49,9 @@ pre{background:#f6f8fa;padding:.7em;border-radius:4px;overflow-x:auto}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444}
 .muted{color:#666;font-size:.9em}
+.flags{background:#fdecea;border:2px solid #c62828;padding:.6em 1em;border-radius:6px;
+font-size:1.05em}
+.weakened{color:#b71c1c;font-size:.92em;margin:.2em 0}
 """
 
 
@@ -114,6 +117,36 @@ def _data_section(fit: Any, findings: Findings) -> str:
 
 def _ul(items: Sequence[str]) -> str:
     return "<ul>" + "".join(f"<li>{s}</li>" for s in items) + "</ul>" if items else ""
+
+
+def _words(text: str) -> str:
+    """Plain text as HTML: escaped, `spec` names as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def flags_box(f: Findings) -> str:
+    """The box at the top of the report: each flag of the predictive checks in words
+    (what it weakens, the spec that addresses it); empty when nothing is flagged."""
+    warns = f.warnings()
+    if not warns:
+        return ""
+    return ('<div class="flags" id="check-flags"><b>The posterior predictive checks flag '
+            "a problem; the findings marked below are weakened by it.</b>"
+            + _ul([_words(w) for w in warns]) + "</div>")
+
+
+def _weakened(f: Findings, section: str) -> str:
+    """A mark on a section whose confidence a flagged check weakens ('' when none)."""
+    checks = f.weakened_by(section)
+    if not checks:
+        return ""
+    read = {"dependence": "its weights as attenuated towards 0 and their intervals as too "
+                          "narrow",
+            "miscalibration": "its predicted probabilities and win rates with care"}
+    return ('<p class="weakened">&#9888; Weakened by the ' + html.escape(" and ".join(checks))
+            + " warning at the top: read " + "; and ".join(read.get(c, "it with care")
+                                                         for c in checks) + ".</p>")
 
 
 @dataclass
@@ -237,6 +270,9 @@ def _write_tables(f: Findings, folder: Path) -> dict[str, str]:
     if f.ppc is not None:
         f.ppc.summary().to_csv(folder / "checks.csv", index=False)
         files["checks.csv"] = "posterior predictive checks"
+        f.ppc.flags.to_csv(folder / "flags.csv", index=False)
+        files["flags.csv"] = ("what the checks can flag (dependence, miscalibration), with "
+                              "p-values and the spec that addresses each")
     files.update(counterfactual_tables(f, folder))
     return files
 
@@ -272,6 +308,7 @@ def render_html(fit: Any, f: Findings, figures: list[_Figure], files: dict[str, 
     body = [f"<h1>{title}</h1>",
             f"<p class=muted>Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by bayesdissect "
             f"{__version__}. Intervals: equal-tailed, {f.prob:.0%}.</p>",
+            flags_box(f),
             "<h2>Data and model</h2>", _data_section(fit, f),
             "<h2>Convergence</h2>",
             f'<div class="{"ok" if diag_ok else "warn"}">{_ul(diag_text)}</div>',
@@ -285,10 +322,10 @@ def render_html(fit: Any, f: Findings, figures: list[_Figure], files: dict[str, 
                          ("size", "Size"), ("checks", "Does the model reproduce the data?"),
                          *COUNTERFACTUAL_HEADINGS]:
         if s.get(key):
-            body += [f"<h3>{html.escape(heading)}</h3>", _ul(s[key])]
+            body += [f"<h3>{html.escape(heading)}</h3>", _weakened(f, key), _ul(s[key])]
     summary = f.summary(max_rows=40)
     if not summary.empty:
-        body += ["<h3>Summary per judge</h3>", _table(summary)]
+        body += ["<h3>Summary per judge</h3>", _weakened(f, "effects"), _table(summary)]
     if f.ppc is not None and f.ppc.flagged()["agreement_pairs"]:
         worst = f.ppc.worst_agreement(8)[["judge_a", "judge_b", "n", "observed", "rep_mean",
                                           "rep_lower", "rep_upper", "ppp"]]

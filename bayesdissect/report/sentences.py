@@ -228,7 +228,37 @@ def ppc_sentences(res: Any, prob: float) -> list[str]:
         f"and {f['agreement_pairs']} of {f['agreement_pairs_total']} judge pairs' agreement "
         "rates as not reproduced by the model."
         + ("" if f["agreement_pairs"] == 0 else " The worst pairs are listed below."))
+    flags = res.flags.set_index("check") if not res.flags.empty else None
+    if flags is not None and "dependence" in flags.index:
+        row = flags.loc["dependence"]
+        out.append("How many judges chose response 1 on each pair: its spread over pairs is "
+                   + ("<b>larger than the model replicates</b>" if row.flagged else
+                      "reproduced by the model")
+                   + f" (dependence {_pw(row.p_value)}; flagged at p &le; "
+                   f"{row.threshold:g}).")
+    if flags is not None and "miscalibration" in flags.index:
+        row = flags.loc["miscalibration"]
+        out.append("The leave-one-out probabilities are "
+                   + ("<b>miscalibrated</b>" if row.flagged else "calibrated")
+                   + f" (PAV miscalibration {_pw(row.p_value)}; flagged at p &le; "
+                   f"{row.threshold:g}).")
     return out
+
+
+def _pw(p: float) -> str:
+    from bayesdissect.queries.predictive import p_words
+
+    return html.escape(p_words(float(p)))
+
+
+def loo_sentence(lr: Any) -> str:
+    """PSIS-LOO in words: elpd_loo with its standard error and the Pareto k count."""
+    bad = int(getattr(lr, "n_bad_k", 0) or 0)
+    return (f"Leave-one-out (PSIS-LOO): elpd_loo {lr.elpd_loo:.1f} (se {lr.se:.1f}), p_loo "
+            f"{lr.p_loo:.1f} over {lr.n_obs:,} labels; "
+            + ("every Pareto k is below its threshold." if bad == 0 else
+               f"{bad} label(s) with Pareto k above {lr.k_threshold:.2f} (their leave-one-out "
+               "values are unreliable)."))
 
 
 # ----------------------------------------------------------------------------- convergence
@@ -421,4 +451,6 @@ def fill_sentences(fit: Any, f: Findings) -> None:
     f.sentences["clusters"] = cluster_sentences(f.clusters)
     if f.ppc is not None:
         f.sentences["checks"] = ppc_sentences(f.ppc, f.prob)
+    if f.loo is not None:
+        f.sentences.setdefault("checks", []).append(loo_sentence(f.loo))
     counterfactual_sentences(f)
