@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="hierarchical", metavar="NAME|PATH",
                    help="built-in spec (hierarchical, paper, pooled) or a spec .toml "
                    "(default: hierarchical)")
-    p.add_argument("--sampler", default=None, help="nutpie (default), pymc, numpyro, blackjax")
+    p.add_argument("--sampler", default=None,
+                   help="nutpie (the default of most specs), pymc, numpyro, blackjax; percell "
+                        "(the paper spec's default) fits each judge x group cell separately")
     p.add_argument("--chains", default=None, metavar="N", help="number of chains")
     p.add_argument("--draws", default=None, metavar="N", help="draws per chain after tuning")
     p.add_argument("--tune", default=None, metavar="N", help="tuning steps per chain")
@@ -65,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=None, metavar="PREVIOUS_FIT",
                    help="warm start: begin every chain at this saved fit's posterior means "
                    "(judges, groups, properties matched by name; new ones start at 0)")
+    p.add_argument("--folds", default=None, metavar="K",
+                   help="percell only: the paper's K folds of 90%% per cell (e.g. 10)")
+    p.add_argument("--cell-groups", choices=["scenarios", "scenarios+cases"],
+                   default="scenarios", help="percell only: the groups fitted as cells "
+                   "(scenarios+cases adds the 5 query-specific cases, as the paper does)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_fit)
 
@@ -99,6 +106,7 @@ def _fit(args: argparse.Namespace) -> int:
     draws = _int_arg(args.draws, "--draws", 1)
     tune = _int_arg(args.tune, "--tune", 0)
     seed = _int_arg(args.seed, "--seed", 0)
+    folds = _int_arg(args.folds, "--folds", 2)
     target_accept = None
     if args.target_accept is not None:
         try:
@@ -123,7 +131,8 @@ def _fit(args: argparse.Namespace) -> int:
                          draws=draws, tune=tune, seed=seed, target_accept=target_accept,
                          judges=args.judges, groups=args.groups, subset=args.subset,
                          progressbar=not args.quiet and sys.stderr.isatty(),
-                         backend=args.backend, initvals=init)
+                         backend=args.backend, initvals=init, folds=folds,
+                         cell_groups=args.cell_groups)
         except BayesDissectError as exc:
             if str(exc).startswith("initvals:"):  # the library's name for --init
                 raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None
@@ -139,7 +148,9 @@ def _fit(args: argparse.Namespace) -> int:
             print(f"warning: {message.replace('initvals:', '--init:', 1)}", file=sys.stderr)
     if not args.quiet:
         d = result.diagnostics
-        print(f"wrote {args.out}: {result.spec.name}, {d['chains']} chains x {d['draws']} draws, "
+        cells = f"{d['n_cells']} cells x " if "n_cells" in d else ""
+        print(f"wrote {args.out}: {result.spec.name}, {cells}{d['chains']} chains x "
+              f"{d['draws']} draws, "
               f"max R-hat {d['max_rhat']:.3f}, min ESS bulk {d['min_ess_bulk']:.0f}, "
               f"{d['divergences']} divergences, {d['total_seconds']:.0f} s", file=sys.stderr)
     return 0

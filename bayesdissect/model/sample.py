@@ -32,6 +32,8 @@ def _check_sampler(name: str) -> None:
     if name not in SAMPLERS:
         raise BayesDissectError(f"--sampler: unknown sampler {name!r}; expected one of "
                                 f"{SAMPLERS}")
+    if name == "percell":  # our own JAX loop (model/percell.py); jax is a core dependency
+        return
     if importlib.util.find_spec(name) is None or (
             name in ("numpyro", "blackjax") and importlib.util.find_spec("jax") is None):
         raise BayesDissectError(f"--sampler: sampler {name!r} is not installed; install it "
@@ -124,6 +126,45 @@ def as_float32(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign({v: ds[v].astype(np.float32) for v in wide}) if wide else ds
 
 
+def _fit_per_cell(data: xr.Dataset, spec: ModelSpec, *, chains: int, draws: int, tune: int,
+                  seed: int, target_accept: float, folds: int | None, cell_groups: str,
+                  progressbar: bool, log_likelihood: bool, initvals: Any,
+                  settings: dict[str, Any]) -> Fit:
+    """``fit`` with ``sampler="percell"``: the cell-wise loop, and what ``fit`` records."""
+    from bayesdissect.model.percell import fit_per_cell
+
+    if initvals is not None:
+        raise BayesDissectError("initvals: sampler 'percell' adapts every cell from its own "
+                                "start; a warm start is not supported there")
+    if cell_groups not in ("scenarios", "scenarios+cases"):
+        raise BayesDissectError(f"cell_groups: expected 'scenarios' or 'scenarios+cases', "
+                                f"got {cell_groups!r}")
+    progress = None
+    if progressbar:
+        t0 = time.perf_counter()
+
+        def progress(passes: int, slowest: int, total: int, active: int) -> None:
+            print(f"\rpercell: {time.perf_counter() - t0:6.0f} s, slowest chain at "
+                  f"{slowest}/{total} transitions, {active} chains running", end="",
+                  flush=True)
+
+    result = fit_per_cell(data, spec, chains=chains, draws=draws, tune=tune, seed=seed,
+                          folds=folds, groups=cell_groups, target_accept=target_accept,
+                          progress=progress)
+    if progressbar:
+        print()
+    result.settings.update({"sampler": "percell", "cell_groups": cell_groups, **settings,
+                            "warm_start": False, "keep_warmup": False, "float32": True})
+    if log_likelihood:
+        if cell_groups != "scenarios":
+            raise BayesDissectError("log_likelihood: a fit with the cases as groups has no "
+                                    "per-label likelihood of the data's groups")
+        from bayesdissect.queries.predictive import add_log_likelihood
+
+        add_log_likelihood(result)
+    return result
+
+
 def fit(
     data: xr.Dataset | str | os.PathLike[str],
     model: str | os.PathLike[str] | ModelSpec = "hierarchical",
@@ -147,6 +188,8 @@ def fit(
     likelihood: str = "potential",
     warn: bool = True,
     initvals: Fit | dict[str, Any] | str | os.PathLike[str] | None = None,
+    folds: int | None = None,
+    cell_groups: str = "scenarios",
 ) -> Fit:
     """Fit ``model`` (a spec name, a spec TOML path or a ModelSpec) to ``data``.
 
@@ -170,6 +213,16 @@ def fit(
     properties are matched by name; new ones start at offset 0. ``tune`` is not shortened:
     the step size and mass matrix must still be adapted. ``fit.settings["warm_start"]``
     records whether a start was given.
+
+    ``sampler="percell"`` (the ``paper`` spec's default) fits a spec whose posterior
+    factorises over (judge, group) cells as one NUTS run per cell, all cells in one
+    vectorised loop (``bayesdissect.model.percell.fit_per_cell``): per-cell step sizes, mass
+    matrices, R-hat and ESS (``fit.idata["cell_stats"]``). Only there: ``folds=k``, the
+    paper's k folds of 90% per cell (the posterior's chains are folds x chains, so its mean
+    is the mean of the fold means, the paper's estimate), and ``cell_groups``
+    (``"scenarios"``; ``"scenarios+cases"`` adds the query-specific cases as extra groups,
+    as the paper fits them; such a fit's groups no longer match the data's, so it serves the
+    weight queries, not the predictive ones).
     """
     t_start = time.perf_counter()
     spec = load_spec(model)
@@ -200,6 +253,19 @@ def fit(
         seed = int(np.random.SeedSequence().entropy % (2**31))
     seed = int(seed)
     data = subset_data(data, judges=judges, groups=groups, subset=subset)
+    if sampler == "percell":
+        cells = _fit_per_cell(data, spec, chains=chains, draws=draws, tune=tune, seed=seed,
+                              target_accept=target_accept, folds=folds,
+                              cell_groups=cell_groups, progressbar=progressbar,
+                              log_likelihood=log_likelihood, initvals=initvals,
+                              settings={"judges": name_list(judges),
+                                        "groups": name_list(groups), "subset": subset})
+        if warn:
+            warn_if_unconverged(cells.diagnostics)
+        return cells
+    if folds is not None or cell_groups != "scenarios":
+        raise BayesDissectError(f"--folds / --cell-groups: only sampler 'percell' fits cells "
+                                f"separately; got sampler {sampler!r}")
     if likelihood not in ("potential", "observed"):
         raise BayesDissectError(f"likelihood: expected 'potential' or 'observed', got "
                                 f"{likelihood!r}")

@@ -62,7 +62,9 @@ PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False,
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
-SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+#: NUTS samplers; ``percell`` (model/percell.py) fits a spec whose posterior factorises over
+#: (judge, group) cells, like ``paper``, as one vectorised NUTS run per cell.
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "percell")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
                "parameterization", "zero_sum"}
