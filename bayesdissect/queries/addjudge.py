@@ -35,6 +35,11 @@ Two paths:
        few hundred labelled pairs per group the logistic conditional is close to Gaussian;
        with very few labels per group it is less so (the prior keeps it proper).
 
+    With a pair level (``hierarchical-pair``) the fit's pair effects u are population terms
+    too: every label of the new judge is on a fitted pair, and draw d of the new judge's
+    parameters is conditional on draw d of u (an offset in its logits), as the fitted
+    judges' labels are. Leaving u out would attenuate the new judge's weights towards 0.
+
     With zero-sum levels (the default spec) ``mu`` is the fitted judges' average, so the new
     judge's offsets get prior variance sigma^2 (1 + 1/J) around it, and its cell offsets
     sum to zero over groups like every fitted judge's (see ``_zero_sum_scales``).
