@@ -47,7 +47,8 @@ def truth_fit(with_pair: bool) -> Fit:
     if with_pair:
         post = post.sel(pair=sim.data["pair"].values)  # the kept pairs only
     spec = load_spec("hierarchical-pair" if with_pair else "hierarchical")
-    return Fit(data=sim.data, spec=spec, posterior=post, diagnostics={}, settings={})
+    diag = {"max_rhat": 1.004, "min_ess_bulk": 812.0, "min_ess_tail": 640.0, "divergences": 0}
+    return Fit(data=sim.data, spec=spec, posterior=post, diagnostics=diag, settings={})
 
 
 @functools.lru_cache(maxsize=2)
