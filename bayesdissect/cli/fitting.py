@@ -168,11 +168,16 @@ def predictive_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Posterior predictive checks in brief (``bayesdissect ppc`` prints the full tables)."""
     if getattr(args, "no_ppc", False):
         return {}
+    from bayesdissect.cli.queries import check_warnings
     from bayesdissect.queries.predictive import loo, ppc
 
-    res = ppc(fit)
+    lr = loo(fit)  # once: the checks' leave-one-out calibration and elpd_loo below
+    res = ppc(fit, loo_result=lr)
     sc = res.scores.set_index("judge").loc["all"]
+    flags = res.flags.set_index("check")
     out: dict[str, Any] = {
+        "warnings": check_warnings(res),
+        **{f"{c}_p": float(flags.loc[c, "p_value"]) for c in flags.index},
         "draws_used": res.n_draws,
         "accuracy": float(sc.accuracy),
         "log_score": float(sc.log_score),
@@ -186,7 +191,6 @@ def predictive_section(fit: Any, args: argparse.Namespace) -> dict[str, Any]:
             for r in res.worst_agreement(3).itertuples()],
     }
     if not getattr(args, "no_loo", False):
-        lr = loo(fit)
         out.update(elpd_loo=lr.elpd_loo, elpd_loo_se=lr.se, p_loo=lr.p_loo,
                    loo_bad_pareto_k=lr.n_bad_k)
     return out
@@ -213,13 +217,14 @@ def _check(args: argparse.Namespace) -> int:
     sections = {name: fn(fit, args) for name, fn in CHECK_SECTIONS}
     sections = {name: sec for name, sec in sections.items() if sec}
     diag = sections.pop("diagnostics")
+    warns = list(sections.get("predictive", {}).get("warnings") or [])
     if args.format == "json":
-        out = {**diag, **sections}
+        out = {"warnings": warns, **diag, **sections}
         sys.stdout.write(json.dumps(out, indent=1, default=str) + "\n")
         return 0
-    lines = [f"model: {diag['model']}"]
+    lines = [*warns, f"model: {diag['model']}"]  # what the checks flag comes first
     rows = summary_table(diag)
-    width = max(len(k) for k, _ in rows)
+    width = max((len(k) for k, _ in rows), default=0)
     lines += [f"{k:<{width}}  {_fmt(v)}" for k, v in rows]
     for key, title in (("worst_rhat", "largest R-hat"), ("worst_ess_bulk", "smallest bulk ESS"),
                        ("worst_ess_tail", "smallest tail ESS")):
@@ -233,6 +238,6 @@ def _check(args: argparse.Namespace) -> int:
         lines.append("sampler: " + "; ".join(notes))
     for name, sec in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{k}: {_fmt(v)}" for k, v in sec.items()]
+        lines += [f"{k}: {_fmt(v)}" for k, v in sec.items() if k != "warnings"]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
