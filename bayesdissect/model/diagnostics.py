@@ -11,6 +11,7 @@ tree depth or a chain's E-BFMI is below 0.3.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -114,19 +115,238 @@ def _stat(stats: xr.Dataset, *names: str) -> xr.DataArray | None:
     return None
 
 
+# ------------------------------------------------------------- R-hat and ESS, vectorised
+
+#: Values per chunk of elements (chunk = this // (chains * draws)): ~4 MB of float32 draws.
+CHUNK_VALUES = 1 << 20
+_Z_TABLES: dict[int, np.ndarray] = {}
+
+
+def _z_table(m: int) -> np.ndarray:
+    """Blom's normal scores of the average ranks 1, 1.5, ..., m of m values (float32),
+    indexed by 2 * rank - 2: arviz_stats' ``_z_scale`` of a rank, looked up."""
+    if m not in _Z_TABLES:
+        from scipy import stats
+
+        r = np.arange(1.0, m + 0.5, 0.5)
+        _Z_TABLES[m] = stats.norm.ppf((r - 0.375) / (m + 0.25)).astype(np.float32)
+    return _Z_TABLES[m]
+
+
+def _scores(srt: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The normal score (``table``, by 2 * rank - 2) of each sorted value (rows of ``srt``,
+    ascending) at its average rank, as ``scipy.stats.rankdata(method="average")`` ranks
+    (tied draws share the mean of their positions). Ties are few (repeated MCMC draws):
+    only their runs are visited; without ties the result is a broadcast view."""
+    n_e, m = srt.shape
+    plain = np.broadcast_to(table[::2], (n_e, m))
+    eq = np.zeros((n_e, m), dtype=bool)
+    np.equal(srt[:, 1:], srt[:, :-1], out=eq[:, :-1])  # value j + 1 equals value j
+    flat = np.flatnonzero(eq)  # (the last column stays False: runs never cross rows)
+    if flat.size == 0:
+        return plain
+    row, j = np.divmod(flat, m)
+    out = plain.copy()
+    run = np.concatenate([[0], np.cumsum(np.diff(flat) != 1)])  # runs of equal pairs
+    step = np.diff(run) != 0
+    first = j[np.r_[True, step]]  # each run's first value
+    last = j[np.r_[step, True]] + 1  # and its last
+    score = table[(first + last)[run]]
+    out[row, j] = score
+    out[row, j + 1] = score
+    return out
+
+
+def _lerp_quantile(srt: np.ndarray, prob: float) -> np.ndarray:
+    """``np.quantile(row, prob)`` ("linear") of each row of sorted values, NumPy's formula."""
+    h = (srt.shape[1] - 1) * prob
+    lo = int(np.floor(h))
+    hi = min(lo + 1, srt.shape[1] - 1)
+    a, b = srt[:, lo], srt[:, hi]
+    t = srt.dtype.type(h - lo)
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
+def _rhat_from_moments(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
+    """arviz_stats' ``_rhat`` from per-chain means and variances (E, chains), n per chain."""
+    between = n * np.var(np.asarray(mean, np.float64), axis=1, ddof=1)
+    within = np.asarray(var, np.float64).mean(axis=1)
+    with np.errstate(all="ignore"):
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess_series(s: np.ndarray) -> np.ndarray:
+    """ESS of each element's chains (E, chains, n): arviz_stats' ``_ess`` (autocovariance
+    by FFT, Geyer's initial positive and monotone sequences), for all elements at once.
+
+    The FFT is float32 (scipy), and the chains' power spectra are averaged before the one
+    inverse FFT per element (only the mean over chains of each lag's autocovariance is
+    used, and the inverse FFT is linear).
+    """
+    from scipy import fft
+
+    n_e, m, n = s.shape
+    total = m * n
+    s = np.asarray(s, dtype=np.float32)
+    const = s.max(axis=(1, 2)) == s.min(axis=(1, 2))
+    chain_mean = s.mean(axis=2, dtype=np.float64)
+    size = fft.next_fast_len(2 * n, real=True)
+    f = fft.rfft(s - chain_mean[:, :, None].astype(np.float32), n=size, axis=2)
+    power = np.square(f.real).mean(axis=1) + np.square(f.imag).mean(axis=1)
+    acov = fft.irfft(power, n=size, axis=1)[:, :n].astype(np.float64) / n
+    mean_var = acov[:, 0] * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if m > 1:
+        var_plus = var_plus + np.var(chain_mean, axis=1, ddof=1)
+    with np.errstate(all="ignore"):
+        rho = 1.0 - (mean_var[:, None] - acov) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    n_pairs = n // 2
+    pair = rho[:, 0:2 * n_pairs:2] + rho[:, 1:2 * n_pairs:2]  # S_k = rho[2k] + rho[2k+1]
+    # pair k >= 1 is visited while 2k - 1 < n - 3 and every earlier pair sum is > 0
+    ks = np.arange(1, n_pairs)
+    ok = (2 * ks - 1 < n - 3)[None, :] & (pair[:, :-1] > 0)
+    visited = np.cumprod(ok, axis=1).sum(axis=1)  # P: pairs 1..P visited
+    mono = np.minimum.accumulate(pair, axis=1)  # the monotone sequence's pair sums
+    csum = np.concatenate([np.zeros((n_e, 1)), np.cumsum(mono, axis=1)], axis=1)
+    rows = np.arange(n_e)
+    even = rho[rows, 2 * visited]
+    last = np.where((even > 0) | (pair[rows, visited] >= 0), even, 0.0)
+    last = np.where(visited == 0, 1.0, last)
+    tau = -1.0 + 2.0 * csum[rows, visited] + last
+    tau = np.maximum(tau, 1.0 / np.log10(total))
+    with np.errstate(all="ignore"):
+        ess = total / tau
+    ess = np.where(np.isnan(rho).any(axis=1), np.nan, ess)
+    return np.where(const, float(total), ess)
+
+
+def _chunk_convergence(x: np.ndarray, tail_prob: tuple[float, float], rhat: bool
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R-hat, bulk ESS, tail ESS) of E elements' draws x (E, chains, draws), no NaN.
+
+    One argsort of each element's split chains gives its ranks (bulk R-hat and bulk ESS),
+    its median, and, merged as two sorted runs, the ranks of its folded draws (tail R-hat):
+    arviz_stats sorts three times and the folded draws twice.
+    """
+    n_e, n_c, n_d = x.shape
+    half = n_d // 2
+    sp = np.concatenate([x[:, :, :half], x[:, :, n_d - half:]], axis=1)  # (E, 2C, half)
+    m = sp.shape[1] * half
+    flat = sp.reshape(n_e, m)
+    order = np.argsort(flat, axis=1)
+    srt = np.take_along_axis(flat, order, axis=1)
+    table = _z_table(m)
+    z = np.empty((n_e, m), dtype=np.float32)
+    np.put_along_axis(z, order, _scores(srt, table), axis=1)
+    z = z.reshape(n_e, -1, half)
+    out_rhat = np.full(n_e, np.nan)
+    if rhat:
+        bulk = _rhat_from_moments(z.mean(axis=2), z.var(axis=2, ddof=1), half)
+        # folded draws |x - median|: the lower half reversed and the upper half are both
+        # ascending, so a stable argsort only merges two runs (float arithmetic as NumPy's:
+        # the median is the mean of the two middle values in the draws' dtype)
+        k = m // 2
+        med = (srt[:, k - 1] + srt[:, k]) / srt.dtype.type(2)
+        folded = np.concatenate([(med[:, None] - srt[:, :k])[:, ::-1],
+                                 srt[:, k:] - med[:, None]], axis=1)
+        merge = np.argsort(folded, axis=1, kind="stable")
+        scores = _scores(np.take_along_axis(folded, merge, axis=1), table)
+        where = np.take_along_axis(order, np.where(merge < k, k - 1 - merge, merge), axis=1)
+        zf = np.empty((n_e, m), dtype=np.float32)
+        np.put_along_axis(zf, where, scores, axis=1)
+        zf = zf.reshape(n_e, -1, half)
+        tail = _rhat_from_moments(zf.mean(axis=2), zf.var(axis=2, ddof=1), half)
+        out_rhat = np.where(tail > bulk, tail, bulk)  # Python's max(bulk, tail), as ArviZ
+    if n_d % 2:  # the split dropped each chain's middle draw: quantiles of all draws
+        q = np.quantile(x.reshape(n_e, -1), tail_prob, axis=1)
+    else:
+        q = [_lerp_quantile(srt, p) for p in tail_prob]
+    ess_bulk = _ess_series(z)
+    ess_tail = np.minimum(*[_ess_series(np.concatenate(
+        [x[:, :, :half] <= qq[:, None, None], x[:, :, n_d - half:] <= qq[:, None, None]],
+        axis=1)) for qq in q])
+    return out_rhat, ess_bulk, ess_tail
+
+
+def convergence_arrays(draws: np.ndarray, chunk: int | None = None,
+                       threads: int | None = None) -> dict[str, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS per element of draws (chain, draw,
+    ...): arviz_stats' ``rhat`` (method "rank") and ``ess`` ("bulk", and "tail" at its
+    default probability), to ~1e-6 relative (float32 autocovariances), for many elements
+    at once. Chunks of ``chunk`` elements (default: about a million values each) run in
+    ``threads`` threads (default: one per CPU; NumPy's sorts and SciPy's FFTs release the
+    GIL). Float32 draws stay float32 (ranks are exact in any dtype); other dtypes are
+    ranked as float64. Returns float64 arrays of the trailing shape, NaN where arviz_stats
+    gives NaN: fewer than 4 draws, any NaN draw of that element; R-hat also with one
+    chain, or a constant element (whose ESS is chains x draws, as ArviZ's).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from arviz_stats.validate import validate_ci_prob
+
+    p = float(validate_ci_prob(None))
+    tail_prob = tuple(sorted((p, 1.0 - p)))
+    draws = np.asarray(draws)
+    if draws.dtype != np.float32:
+        draws = draws.astype(np.float64)
+    n_c, n_d = draws.shape[:2]
+    shape = draws.shape[2:]
+    flat = draws.reshape(n_c, n_d, -1)
+    n_el = flat.shape[2]
+    out = {k: np.full(n_el, np.nan) for k in ("rhat", "ess_bulk", "ess_tail")}
+    if n_d < 4 or n_el == 0:
+        return {k: v.reshape(shape) for k, v in out.items()}
+    chunk = int(chunk or max(1, CHUNK_VALUES // (n_c * n_d)))
+
+    def one(a: int) -> None:
+        x = np.moveaxis(flat[:, :, a:a + chunk], 2, 0).copy(order="C")  # (E, C, N), owned
+        x += x.dtype.type(0)  # -0.0 -> 0.0 (ranked as a tie with 0.0, as NumPy compares)
+        bad = np.isnan(x).any(axis=(1, 2))
+        if bad.any():
+            x[bad] = 0
+        rh, eb, et = _chunk_convergence(x, tail_prob, rhat=n_c >= 2)
+        out["rhat"][a:a + chunk] = np.where(bad, np.nan, rh)
+        out["ess_bulk"][a:a + chunk] = np.where(bad, np.nan, eb)
+        out["ess_tail"][a:a + chunk] = np.where(bad, np.nan, et)
+
+    starts = range(0, n_el, chunk)
+    threads = min(threads or os.cpu_count() or 1, len(starts))
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, starts))
+    else:
+        for a in starts:
+            one(a)
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def convergence_datasets(posterior: xr.Dataset, threads: int | None = None
+                         ) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset]:
+    """(R-hat, bulk ESS, tail ESS) Datasets of every posterior variable (its dims without
+    chain and draw), as ``arviz_stats.rhat`` / ``ess(method="bulk"|"tail")`` give them."""
+    res: dict[str, dict[str, xr.DataArray]] = {"rhat": {}, "ess_bulk": {}, "ess_tail": {}}
+    for name, da in posterior.data_vars.items():
+        rest = [d for d in da.dims if d not in ("chain", "draw")]
+        da = da.transpose("chain", "draw", *rest)
+        vals = convergence_arrays(np.asarray(da.values), threads=threads)
+        template = da.isel(chain=0, draw=0, drop=True)
+        for k, v in vals.items():
+            res[k][name] = template.copy(data=v)
+    return tuple(xr.Dataset(res[k], coords={c: v for c, v in posterior.coords.items()
+                                            if c not in ("chain", "draw")
+                                            and "chain" not in v.dims
+                                            and "draw" not in v.dims})
+                 for k in ("rhat", "ess_bulk", "ess_tail"))
+
+
 def compute_diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset,
                         timings: dict[str, float] | None = None,
                         warmup_stats: xr.Dataset | None = None) -> dict[str, Any]:
     """Diagnostics of one fit as a JSON-able dict (see module docstring for the keys)."""
-    import arviz_stats
-
     post = posterior[[v for v in posterior.data_vars]]
-    if post.sizes.get("chain", 1) >= 2 and post.sizes.get("draw", 0) >= 4:
-        rhat = arviz_stats.rhat(post)
-    else:
-        rhat = post.isel(chain=0, draw=0) * np.nan
-    ess_bulk = arviz_stats.ess(post, method="bulk")
-    ess_tail = arviz_stats.ess(post, method="tail")
+    rhat, ess_bulk, ess_tail = convergence_datasets(post)
     worst_rhat = _worst(rhat, largest=True)
     worst_bulk = _worst(ess_bulk, largest=False)
     worst_tail = _worst(ess_tail, largest=False)
