@@ -55,7 +55,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from bayesdissect.queries.similarity import similarity
+    from bayesdissect.errors import BayesDissectError
+    from bayesdissect.queries.similarity import KINDS, similarity
+    if args.kind not in KINDS:   # before reading the fit
+        raise BayesDissectError(f"unknown similarity kind {args.kind!r}; expected one of "
+                                f"{', '.join(KINDS)}")
     emit(similarity(_load(args.fit), kind=args.kind, group=args.group, prob=args.prob), args)
     return 0
 
@@ -173,18 +177,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("similarity", help="judge similarity with intervals",
-                       description="The paper's similarity (Pearson correlation of two judges' "
-                       "weight vectors per group, averaged over groups) per posterior draw: "
-                       "mean and interval for every pair, and of_means = the similarity of "
-                       "posterior means (the paper's number).")
+                       description="The similarity of every pair of judges per posterior "
+                       "draw: mean and interval, and of_means = the same of posterior means "
+                       "(for --kind paper the paper's number: Pearson correlation of two "
+                       "judges' weight vectors per group, averaged over groups).")
     p.add_argument("fit", metavar="FIT")
     p.add_argument("--kind", default="paper", metavar="KIND",
-                   help="paper | deviation: paper = full weights; deviation = judge + cell "
-                   "terms only (not inflated by what all judges share). Zero-sum deviations "
-                   "sum to zero over the J judges, which pulls their correlation to "
-                   "-1/(J-1) for unrelated judges; deviation reports ((J-1) r + 1) / J, "
-                   "the baseline subtracted and rescaled (0 for unrelated judges, 1 for "
-                   "identical ones)")
+                   help="paper | deviation | agreement | kappa (default paper). paper = "
+                   "correlation of the full weights; deviation = of the judge + cell terms "
+                   "only (not inflated by what all judges share; zero-sum deviations sum to "
+                   "zero over the J judges, which pulls their correlation to -1/(J-1) for "
+                   "unrelated judges, so deviation reports ((J-1) r + 1) / J: 0 for "
+                   "unrelated judges, 1 for identical ones). agreement = the probability "
+                   "that the two judges choose the same response, predicted on the fitted "
+                   "pairs; kappa = that agreement "
+                   "chance-corrected against each judge's own rate of response 1. The "
+                   "correlations' intervals are too narrow where the true weights are "
+                   "sparse (noise in weights the data hardly constrain); agreement and "
+                   "kappa rest on predictions, which are better identified")
     p.add_argument("--group", default=None, help="one group instead of the group average")
     _prob(p)
     add_output_args(p)

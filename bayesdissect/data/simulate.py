@@ -360,7 +360,10 @@ def true_similarity(truth: xr.Dataset) -> xr.Dataset:
     """The true similarity of every pair of judges, computed by ``bayesdissect.queries.similarity``
     on the true weights as on one posterior draw: ``similarity`` (the paper's: per-group
     Pearson correlation of the cell weights, averaged over groups) and
-    ``similarity_deviation`` (of judge_offset + cell_offset), dims (judge, judge2)."""
+    ``similarity_deviation`` (of judge_offset + cell_offset), dims (judge, judge2).
+    ``simulate`` adds ``similarity_agreement`` and ``similarity_kappa`` beside them: the
+    judges' true predicted agreement on the data's pairs (from the true weights, bias and
+    pair effects; ``bayesdissect.queries.similarity.true_agreement``)."""
     from bayesdissect.queries.similarity import similarity_matrix
     from bayesdissect.queries.weights import TERMS
 
@@ -416,7 +419,7 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
       ("2", 2.0, "N/A", "A"/"B", missing keys); default True for JSON lines, False for parquet.
     * ``out``: ``.parquet`` or ``.jsonl`` path; the truth goes to ``<out>.truth.nc``, with
       the regime and its settings in its attributes and the true judge similarities
-      (``true_similarity``).
+      (``true_similarity``; agreement and kappa on the data's pairs: ``true_agreement``).
     """
     fmt = None
     if out is not None:
@@ -615,6 +618,8 @@ def simulate(out: str | Path | None = None, *, n_pairs: int | None = None,
         coords["pair"] = np.arange(n, dtype=np.int64)   # = the data's pair ids (row numbers)
     truth = xr.Dataset(truth_vars, coords=coords)
     truth = truth.merge(true_similarity(truth))
+    from bayesdissect.queries.similarity import true_agreement
+    truth = truth.merge(true_agreement(truth, data))   # on the data's (kept) pairs
     truth.attrs = {"simulated": 1, "seed": int(seed), "mu_scale": float(mu_scale),
                    "s_judge": float(s_judge), "s_group": float(s_group),
                    "s_cell": float(s_cell), "bias_scale": float(bias_scale),

@@ -33,6 +33,51 @@ judges (iid offsets from mu, such as a simulated truth's) are left as they are
 
 Core: ``similarity_draws(w)`` on a numpy array (S, J, G, K), chunked over draws in
 float32, so 528 pairs x thousands of draws take seconds and memory stays bounded.
+
+Predicted agreement (issue 14): ``kind="agreement"`` and ``kind="kappa"``.
+
+Per draw, each judge's probability of choosing response 1 on every pair of the data,
+p[j, i] = sigmoid(bias[j] + u[i] + x[i] . w[j, g(i)]) (u the pair effects of a fit with a
+pair level, else 0), and for two judges a, b
+
+    agreement = mean_i [p_a p_b + (1 - p_a)(1 - p_b)]
+              = chance_ab + 2 cov_i(p_a, p_b),  chance_ab = q_a q_b + (1 - q_a)(1 - q_b)
+    kappa     = (agreement - chance_ab) / (1 - chance_ab) = 2 cov_i(p_a, p_b) / (1 - chance_ab)
+
+with q_j = mean_i p[j, i] each judge's own predicted rate of "response 1". ``agreement``
+is the probability that the two judges, labelling these pairs independently given the
+model, choose the same response (comparable with ``ppc``'s observed agreement rates);
+``kappa`` is Cohen's kappa of that expected agreement against the agreement two judges
+with the same rates would reach by chance (0: no more than chance; 1 at most; two
+judges predicted to prefer opposite responses go towards -1). Both are in range by
+construction: agreement in [0, 1], kappa in [-1, 1] (|2 cov| <= 2 sqrt(q_a (1-q_a) q_b
+(1-q_b)) <= 1 - chance_ab). On the diagonal (``similarity_matrix``): a judge's agreement
+with an independent rerun of itself, mean_i [p^2 + (1-p)^2], and its kappa var_i(p) /
+(q (1-q)); a twin (the same weights and bias) reaches exactly these, the most any judge
+can agree with it (Cauchy-Schwarz), which is why neither is 1 for twins unless the
+labels are deterministic.
+
+Why these are beside the paper's number: the paper's correlation of weight vectors
+divides by each judge's spread of weights over the 29 properties, and in every posterior
+draw the poorly identified weights (rare properties, the case-only ones, weights the data
+hardly constrain) add noise to that spread but not to the covariance, so per-draw
+correlations are biased towards 0 and their intervals miss the truth where the true
+weights are sparse (issue 14: 38% coverage of 90% intervals), while the correlation of
+posterior means (``of_means``) is biased the other way (shrinkage makes weights alike).
+Agreement and kappa are bilinear in the two judges' predictions (covariances, no
+per-judge normalisation by a noisy spread), and predictions average the weights over
+the pairs where they matter, so a weight the data cannot see barely moves them: their
+per-draw noise is small and centred, and the intervals cover (benchmarks/RESULTS.md).
+The paper kind answers "do two judges weigh the properties alike?" (every property
+counts the same, however rarely it applies); agreement and kappa answer "do two judges
+choose alike on these pairs?" (properties count by how often and how strongly they
+decide a pair). ``of_means`` of these kinds is the same quantity of the posterior-mean
+weights, bias and pair effects (a plug-in value, for comparison).
+
+Cost: logits come a piece of draws at a time through ``predictive._draw_logits`` (about
+64 MB of (draws, judges, pairs) float32 at once), so memory is bounded whatever the number
+of draws; per draw one (J x N) @ (N x J) product. ``true_agreement`` computes the same
+from a simulated truth (weights, bias, pair effects) on a dataset's pairs.
 """
 
 from __future__ import annotations
@@ -46,6 +91,7 @@ import xarray as xr
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.fitted import as_posterior
 from bayesdissect.queries.weights import (
+    TERMS,
     blas_single_thread,
     cell_weights,
     deviation_weights,
@@ -57,7 +103,11 @@ from bayesdissect.queries.weights import (
 )
 
 SIMILARITY_COLUMNS = ["judge_a", "judge_b", "mean", "lower", "upper", "of_means"]
-KINDS = ("paper", "deviation")
+KINDS = ("paper", "deviation", "agreement", "kappa")
+#: Kinds computed from predicted probabilities on the data's pairs (module note).
+PREDICTIVE_KINDS = ("agreement", "kappa")
+#: The kind the similarity command shows by default (issue 14: its intervals cover).
+DEFAULT_KIND = "paper"
 
 
 def _standardise(w: np.ndarray) -> np.ndarray:
@@ -100,6 +150,8 @@ def _check_kind(post: xr.Dataset, kind: str) -> None:
     if kind not in KINDS:
         raise BayesDissectError(f"unknown similarity kind {kind!r}; expected one of "
                                 f"{', '.join(KINDS)}")
+    if kind in PREDICTIVE_KINDS:
+        return
     if not any(t in post for t in ("judge_offset", "cell_offset", "w_cell")):
         raise BayesDissectError("this fit has no judge-level terms (a pooled model): all judges "
                                 "share one weight vector, so similarity is undefined")
@@ -115,14 +167,115 @@ def _weights(post: xr.Dataset, kind: str, group: str | None,
     return w
 
 
+# ------------------------------------------------------------------ predicted agreement
+def agreement_from_sums(n: int, s1: np.ndarray, s2: np.ndarray, kind: str) -> np.ndarray:
+    """Agreement or kappa matrices (d, J, J) from the sums over n pairs of the shifted
+    probabilities h = p - 1/2: ``s1`` (d, J) = sum_i h and ``s2`` (d, J, J) = sum_i h h'
+    (module note). The shift keeps the covariance free of cancellation in float32."""
+    m = s1 / n  # q - 1/2
+    cov = s2 / n - m[:, :, None] * m[:, None, :]
+    q = m + 0.5
+    qa, qb = q[:, :, None], q[:, None, :]
+    chance = qa * qb + (1.0 - qa) * (1.0 - qb)
+    if kind == "agreement":
+        return np.clip(chance + 2.0 * cov, 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip(2.0 * cov / (1.0 - chance), -1.0, 1.0)
+
+
+def agreement_draws(logits: np.ndarray, kind: str = "agreement") -> np.ndarray:
+    """Per-draw agreement / kappa matrices (d, J, J) float64 from logits (d, J, N) of the
+    same N pairs (module note)."""
+    if logits.ndim != 3:
+        raise ValueError(f"expected logits (draws, judge, pair), got {logits.shape}")
+    h = (0.5 * np.tanh(0.5 * np.asarray(logits, dtype=np.float32))).astype(np.float32)
+    with blas_single_thread():
+        s2 = np.matmul(h, np.ascontiguousarray(h.transpose(0, 2, 1))).astype(np.float64)
+    s1 = h.sum(-1, dtype=np.float64)
+    return agreement_from_sums(logits.shape[-1], s1, s2, kind)
+
+
+def _fit_data(fit: Any, data: xr.Dataset | None) -> xr.Dataset:
+    data = data if data is not None else getattr(fit, "data", None)
+    if data is None:
+        raise BayesDissectError("similarity kinds agreement and kappa predict the judges' "
+                                "choices on the fitted pairs: pass the Fit (or data=)")
+    return data
+
+
+def _mean_draw(post: xr.Dataset) -> xr.Dataset:
+    """The posterior mean of the weight terms, bias and pair effects as one draw."""
+    from bayesdissect.queries.predictive import PAIR_TERM
+
+    out = {}
+    for name in (*TERMS, "bias", PAIR_TERM):
+        if name in post:
+            da = post[name].transpose("chain", "draw", ...)
+            out[name] = (da.dims, da.values.mean(axis=(0, 1), keepdims=True))
+    keep = {d: post[d] for d in post.coords if d not in ("chain", "draw")}
+    return xr.Dataset(out, coords=keep)
+
+
+def _agreement_matrices(post: xr.Dataset, data: xr.Dataset, kind: str, group: str | None,
+                        chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from bayesdissect.queries.predictive import _chunk_size, _draw_logits, _problem
+
+    pb = _problem(None, data)
+    if group is not None:
+        select_labels(xr.DataArray(pb.groups, dims="group"), [group], "group")
+        cols = pb.slices[pb.groups.index(group)]
+    else:
+        cols = slice(None)
+    n = pb.x[cols].shape[0]
+    if n == 0:
+        raise BayesDissectError("no pairs to predict agreement on")
+    chunk = chunk or _chunk_size(pb.mask.size)
+    j = len(pb.judges)
+    s = post.sizes["chain"] * post.sizes["draw"]
+    out = np.empty((s, j, j), dtype=np.float32)
+    pos = 0
+    for piece in draw_pieces(post, chunk):
+        logits = _draw_logits(piece, pb)[0][:, :, cols]
+        out[pos:pos + logits.shape[0]] = agreement_draws(logits, kind)
+        pos += logits.shape[0]
+    of_means = agreement_draws(_draw_logits(_mean_draw(post), pb)[0][:, :, cols], kind)[0]
+    return out, of_means.astype(float), list(pb.judges)
+
+
+def true_agreement(truth: xr.Dataset, data: xr.Dataset,
+                   kinds: tuple[str, ...] = PREDICTIVE_KINDS) -> xr.Dataset:
+    """The true agreement and kappa of every pair of judges on ``data``'s pairs, from a
+    simulated truth (``w`` or its terms, ``bias``, ``pair_effect`` when simulated): one
+    "draw" of the module note's formulas, as variables ``similarity_<kind>`` (judge,
+    judge2). Judges and pairs are matched by label, so ``data`` may be a subset."""
+    from bayesdissect.queries.predictive import PAIR_TERM
+
+    terms = {"w_cell": truth["w"]}
+    for name in ("bias", PAIR_TERM):
+        if name in truth:
+            terms[name] = truth[name]
+    post = xr.Dataset(terms).expand_dims(chain=1, draw=1)
+    judges = [str(v) for v in data["judge"].values]
+    out = {}
+    for kind in kinds:
+        _, mat, _ = _agreement_matrices(post, data, kind, None)
+        out[f"similarity_{kind}"] = xr.DataArray(
+            mat, dims=("judge", "judge2"), coords={"judge": judges, "judge2": judges})
+    return xr.Dataset(out)
+
+
 def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
-                        chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                        chunk: int = 256, data: xr.Dataset | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(per-draw similarity (S, J, J) float32, similarity of posterior means (J, J),
     judge labels). Weights are built chunk by chunk of draws. Used by the table below
     and by clustering. ``kind="deviation"`` of a fit whose deviations are centred over
-    judges is corrected for the centring (module note; ``centring_correction``)."""
+    judges is corrected for the centring (module note; ``centring_correction``). The
+    predictive kinds (agreement, kappa) need the fitted data: the Fit's, or ``data``."""
     post = as_posterior(fit)
     _check_kind(post, kind)
+    if kind in PREDICTIVE_KINDS:
+        return _agreement_matrices(post, _fit_data(fit, data), kind, group)
     centred = kind == "deviation" and judge_centred(post)
     wmean = _weights(posterior_mean(post), kind, group, centred)
     judges = [str(v) for v in wmean["judge"].values]
@@ -157,24 +310,35 @@ def pair_table(draws: np.ndarray, of_means: np.ndarray, judges: list[str],
     }, columns=SIMILARITY_COLUMNS)
 
 
-def similarity(fit: Any, kind: str = "paper", group: str | None = None,
-               prob: float = 0.9, chunk: int = 256) -> pd.DataFrame:
+def similarity(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,
+               prob: float = 0.9, chunk: int = 256, data: xr.Dataset | None = None
+               ) -> pd.DataFrame:
     """Similarity of every pair of judges with columns ``SIMILARITY_COLUMNS``: posterior
-    mean and equal-tailed interval of the per-draw similarity, and ``of_means`` (the paper's
-    number). ``kind``: "paper" (cell weights) or "deviation" (judge_offset + cell_offset,
-    corrected for centring over judges where the fit's deviations sum to zero: module
-    note). ``group``: one group instead of the average over all groups."""
-    draws, of_means, judges = similarity_matrices(fit, kind, group, chunk)
+    mean and equal-tailed interval of the per-draw similarity, and ``of_means`` (the same
+    quantity of the posterior means; for ``kind="paper"`` the paper's number). ``kind``:
+    "paper" (cell weights), "deviation" (judge_offset + cell_offset, corrected for
+    centring over judges where the fit's deviations sum to zero: module note),
+    "agreement" (the probability that the two judges choose the same response, predicted
+    on the data's pairs) or "kappa" (that agreement chance-corrected against each judge's
+    own rate of "response 1"). The paper kind's intervals are too narrow where the
+    true weights are sparse; agreement and kappa are well identified (module note).
+    ``group``: one group instead of the average over all groups (the pairs of that group
+    for agreement and kappa). ``data``: the fitted data, for agreement and kappa of a bare
+    posterior (a Fit carries its own)."""
+    draws, of_means, judges = similarity_matrices(fit, kind, group, chunk, data)
     return pair_table(draws, of_means, judges, prob)
 
 
-def similarity_matrix(fit: Any, kind: str = "paper", group: str | None = None,
-                      statistic: str = "mean") -> xr.DataArray:
+def similarity_matrix(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,
+                      statistic: str = "mean", data: xr.Dataset | None = None
+                      ) -> xr.DataArray:
     """Square (judge, judge2) matrix of the posterior mean similarity (``statistic="mean"``)
-    or of the similarity of posterior means (``"of_means"``), for heat maps."""
-    draws, of_means, judges = similarity_matrices(fit, kind, group)
+    or of the similarity of posterior means (``"of_means"``), for heat maps. The diagonal
+    is 1 for the correlation kinds, and a judge's agreement (kappa) with an independent
+    rerun of itself for agreement (kappa)."""
     if statistic not in ("mean", "of_means"):
         raise BayesDissectError(f"unknown statistic {statistic!r}; expected mean or of_means")
+    draws, of_means, judges = similarity_matrices(fit, kind, group, data=data)
     mat = draws.mean(0, dtype=np.float64) if statistic == "mean" else of_means
     return xr.DataArray(mat, dims=("judge", "judge2"),
                         coords={"judge": judges, "judge2": judges}, name=f"similarity_{kind}")
