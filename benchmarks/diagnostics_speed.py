@@ -8,8 +8,8 @@ draws. Timed: ``compute_diagnostics`` (what every fit runs: the vectorised R-hat
 tail ESS of ``diagnostics.convergence_arrays`` plus the sampler checks), and "before":
 ``arviz_stats.rhat`` / ``ess(method="bulk")`` / ``ess(method="tail")`` on the same Dataset
 (what compute_diagnostics called until issue 12), with the largest relative difference
-between the two; wall and CPU seconds (CPU: all threads; less moved by other load);
-``--percell`` also times ``percell.convergence_arrays``.
+between the two; wall and CPU seconds (CPU: all threads; less moved by other load).
+(Until issue 12 the per-cell fits had their own copy, timed in RESULTS.md; it was merged.)
 
 Storage (item 5): the bundled paper-sized demo data (33 judges x 5,045 pairs) with that
 posterior at the default 4 x 1,800 draws, saved by ``Fit.save`` plain, compressed, thinned,
@@ -82,7 +82,7 @@ def synthetic_stats(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
                       coords={"chain": np.arange(chains), "draw": np.arange(draws)})
 
 
-def bench_diagnostics(draws: int, skip_arviz: bool, percell: bool) -> dict:
+def bench_diagnostics(draws: int, skip_arviz: bool) -> dict:
     from bayesdissect.model.diagnostics import compute_diagnostics
 
     post = synthetic_posterior(4, draws)
@@ -94,15 +94,6 @@ def bench_diagnostics(draws: int, skip_arviz: bool, percell: bool) -> dict:
     out["compute_diagnostics_s"] = round(time.perf_counter() - t0, 2)
     out["compute_diagnostics_cpu_s"] = round(time.process_time() - c0, 2)
     out["max_rhat"], out["min_ess_bulk"] = diag["max_rhat"], round(diag["min_ess_bulk"], 1)
-    if percell:
-        from bayesdissect.model.percell import convergence_arrays as old
-
-        flat = np.concatenate([v.values.reshape(4, draws, -1) for v in post.data_vars.values()],
-                              axis=2)
-        t0, c0 = time.perf_counter(), time.process_time()
-        old(flat)
-        out["percell_convergence_arrays_s"] = round(time.perf_counter() - t0, 2)
-        out["percell_convergence_arrays_cpu_s"] = round(time.process_time() - c0, 2)
     if not skip_arviz:
         import arviz_stats
 
@@ -196,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, nargs="+", default=[1000, 2000],
                     help="draws per chain of the diagnostics runs (4 chains)")
     ap.add_argument("--skip-arviz", action="store_true", help="do not time arviz_stats")
-    ap.add_argument("--percell", action="store_true",
-                    help="also time percell.convergence_arrays")
     ap.add_argument("--storage-draws", type=int, default=1800)
     ap.add_argument("--skip-storage", action="store_true")
     ap.add_argument("--reps", type=int, default=2, help="save / load repeats (min reported)")
@@ -210,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     res: dict = {"benchmark": "diagnostics_speed",
-                 "diagnostics": {str(d): bench_diagnostics(d, args.skip_arviz, args.percell)
+                 "diagnostics": {str(d): bench_diagnostics(d, args.skip_arviz)
                                  for d in args.draws}}
     if not args.skip_storage:
         res["storage"] = bench_storage(args.storage_draws, args.reps)

@@ -44,7 +44,7 @@ def numpyro_cell(x: np.ndarray, y: np.ndarray) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from paper_pipeline import paper_model
 
-    from bayesdissect.model.percell import convergence_arrays
+    from bayesdissect.model.diagnostics import convergence_arrays
 
     t0 = time.perf_counter()
     mcmc = MCMC(NUTS(paper_model), num_warmup=500, num_samples=2000, num_chains=4,

@@ -20,7 +20,6 @@ from bayesdissect.errors import BayesDissectError  # noqa: E402
 from bayesdissect.model.percell import (  # noqa: E402
     adaptation_schedule,
     cell_design,
-    convergence_arrays,
     fit_per_cell,
     fold_keep,
 )
@@ -164,26 +163,6 @@ def test_adaptation_schedule_matches_blackjax() -> None:
             ref = np.asarray(build_schedule(tune)).reshape(-1, 2) if tune else np.zeros((0, 2))
         np.testing.assert_array_equal(slow, ref[:, 0] == 1)
         np.testing.assert_array_equal(end, ref[:, 1] == 1)
-
-
-def test_convergence_arrays_match_arviz_stats() -> None:
-    from arviz_stats.base import array_stats
-    from arviz_stats.validate import validate_ci_prob
-
-    rng = np.random.default_rng(0)
-    x = np.zeros((3, 400, 6))
-    phi = np.array([0.0, 0.5, 0.9, -0.3, 0.95, 0.2])
-    for t in range(1, 400):
-        x[:, t] = phi * x[:, t - 1] + rng.normal(size=(3, 6))
-    x[:, :, 5] = np.round(x[:, :, 5])  # ties
-    x[1, :, 1] += 1.5  # one chain off: R-hat well above 1
-    ours = convergence_arrays(x)
-    a = np.moveaxis(x, 2, 0)
-    ref = {"rhat": array_stats.rhat(a), "ess_bulk": array_stats.ess(a, method="bulk"),
-           "ess_tail": array_stats.ess(a, method="tail", prob=validate_ci_prob(None))}
-    for k, v in ref.items():
-        np.testing.assert_allclose(ours[k], np.asarray(v, float), rtol=1e-5, err_msg=k)
-    assert ours["rhat"][1] > 1.05
 
 
 def test_fit_saves_loads_and_answers_queries(fit, tmp_path) -> None:  # noqa: ANN001
