@@ -85,3 +85,22 @@ def test_cli_fit_paper_folds(data, tmp_path, capsys) -> None:  # noqa: ANN001
         assert rc == 2 and needle in err and "Traceback" not in err, err
         assert len(err.splitlines()) == 1, err
     assert out.read_bytes() == before  # a failed run leaves the earlier fit alone
+
+
+def test_cli_fit_thin_and_compress(data, tmp_path, capsys) -> None:  # noqa: ANN001
+    path = tmp_path / "d.csv"
+    to_tidy(data).to_csv(path, index=False)
+    out = tmp_path / "thin.nc"
+    base = ["fit", str(path), "--out", str(out), "--model", "paper", "--chains", "2",
+            "--draws", "100", "--tune", "100", "--seed", "1"]
+    assert cli.main([*base, "--thin", "4", "--compress", "1"]) == 0
+    f = bd.load_fit(out)
+    assert f.posterior.sizes["draw"] == 25 and f.settings["thin"] == 4
+    capsys.readouterr()
+    for extra, needle in ((["--thin", "101"], "--thin: expected at most the 100 draws"),
+                          (["--thin", "0"], "--thin: expected an integer >= 1"),
+                          (["--compress", "10"], "--compress: expected a zlib level 0-9")):
+        assert cli.main([*base, "--out", str(tmp_path / "no.nc"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "no.nc").exists()

@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cell-groups", choices=["scenarios", "scenarios+cases"],
                    default="scenarios", help="percell only: the groups fitted as cells "
                    "(scenarios+cases adds the 5 query-specific cases, as the paper does)")
+    p.add_argument("--thin", default=None, metavar="K",
+                   help="save every K-th draw (a smaller file; R-hat and ESS stay those of "
+                        "all draws)")
+    p.add_argument("--compress", default=None, metavar="LEVEL",
+                   help="zlib level 0-9 of the saved file (lossless, ~15%% smaller, slower)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=_fit)
 
@@ -95,7 +100,7 @@ def _fit(args: argparse.Namespace) -> int:
     from bayesdissect.model.sample import fit
     from bayesdissect.model.specs import load_spec
 
-    load_spec(args.model)  # a bad model name fails before the data are read
+    spec = load_spec(args.model)  # a bad model name fails before the data are read
     init = None
     if args.init is not None:  # a bad --init fails before the data are read, too
         try:
@@ -107,6 +112,13 @@ def _fit(args: argparse.Namespace) -> int:
     tune = _int_arg(args.tune, "--tune", 0)
     seed = _int_arg(args.seed, "--seed", 0)
     folds = _int_arg(args.folds, "--folds", 2)
+    thin = _int_arg(args.thin, "--thin", 1) or 1
+    if thin > (draws or spec.sampler.draws):  # said before sampling, not after
+        raise BayesDissectError(f"--thin: expected at most the {draws or spec.sampler.draws} "
+                                f"draws per chain, got {thin}")
+    compress = _int_arg(args.compress, "--compress", 0) or 0
+    if compress > 9:
+        raise BayesDissectError(f"--compress: expected a zlib level 0-9, got {compress}")
     target_accept = None
     if args.target_accept is not None:
         try:
@@ -137,7 +149,7 @@ def _fit(args: argparse.Namespace) -> int:
             if str(exc).startswith("initvals:"):  # the library's name for --init
                 raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None
             raise
-    result.save(args.out)
+    result.save(args.out, thin=thin, compress=compress)
     from bayesdissect.model.diagnostics import SamplerWarning
 
     for w in caught:
