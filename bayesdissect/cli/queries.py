@@ -180,13 +180,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The similarity of every pair of judges per posterior "
                        "draw: mean and interval, and of_means = the same of posterior means "
                        "(for --kind paper the paper's number: Pearson correlation of two "
-                       "judges' weight vectors per group, averaged over groups). By default "
-                       "the judges' predicted agreement on the fitted pairs.")
+                       "judges' weight vectors per group, averaged over groups, the default, "
+                       "as in the report and bd.similarity).")
     p.add_argument("fit", metavar="FIT")
-    p.add_argument("--kind", default="agreement", metavar="KIND",
-                   help="agreement | kappa | paper | deviation (default agreement: of these, "
-                   "the one whose 90%% intervals cover simulated truth best, "
-                   "benchmarks/RESULTS.md). paper = "
+    p.add_argument("--kind", default="paper", metavar="KIND",
+                   help="paper | agreement | kappa | deviation (default paper; agreement, the "
+                   "judges' predicted agreement on the fitted pairs, is the one whose 90%% "
+                   "intervals cover simulated truth best, benchmarks/RESULTS.md). paper = "
                    "correlation of the full weights; deviation = of the judge + cell terms "
                    "only (not inflated by what all judges share; zero-sum deviations sum to "
                    "zero over the J judges, which pulls their correlation to -1/(J-1) for "

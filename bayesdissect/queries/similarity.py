@@ -111,11 +111,10 @@ SIMILARITY_COLUMNS = ["judge_a", "judge_b", "mean", "lower", "upper", "of_means"
 KINDS = ("paper", "deviation", "agreement", "kappa")
 #: Kinds computed from predicted probabilities on the data's pairs (module note).
 PREDICTIVE_KINDS = ("agreement", "kappa")
-#: The kind of ``similarity()`` by default: the paper's, which the report shows and names.
+#: The kind of ``similarity()`` and the ``similarity`` command by default: the paper's, which
+#: the report shows and names. ``agreement`` is the one whose 90% intervals cover simulated
+#: truth best in every regime measured (benchmarks/similarity_coverage.py).
 DEFAULT_KIND = "paper"
-#: The kind the ``similarity`` command shows by default: the one whose 90% intervals cover
-#: the simulated truth best in every regime measured (benchmarks/similarity_coverage.py).
-CLI_KIND = "agreement"
 
 
 def _standardise(w: np.ndarray) -> np.ndarray:
