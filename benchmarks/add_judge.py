@@ -11,7 +11,7 @@ scored.
 Needs a saved full-size hierarchical fit of the demo data (``--fit``; the paper pipeline
 benchmark saves one to /tmp/bd-paper-pipeline/paper_pipeline_hierarchical.nc).
 
-    flock /tmp/bd-bench.lock python3 benchmarks/add_judge.py --fit FIT.nc [--exact]
+    python3 benchmarks/add_judge.py --fit FIT.nc [--exact]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Measures: load("demo") in a fresh process (imports included), load of the demo parquet
 and of a 5,240-row messy JSON-lines file in this process, features alone, and the
-simulator. Run:  flock /tmp/bd-bench.lock python3 benchmarks/bench_load.py
+simulator. Run:  python3 benchmarks/bench_load.py
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ posterior at the default 4 x 1,800 draws, saved by ``Fit.save`` plain, compresse
 with the file's MB per group (each written alone) and save / load seconds.
 
 Run alone (2 shared cores), e.g.:
-    flock /tmp/bd-bench.lock nice -n 10 python3 benchmarks/diagnostics_speed.py
+    python3 benchmarks/diagnostics_speed.py
     python3 benchmarks/diagnostics_speed.py --skip-arviz --draws 1000   # quick
 """
 

@@ -16,8 +16,8 @@ posterior means); ``--judges N`` fits the first N judges only, e.g. to extrapola
 run: the loop's cost grows with the number of chains.
 
 Run (one benchmark at a time on this shared machine; JAX_PLATFORMS=cpu is set here):
-    flock /tmp/bd-bench.lock python3 benchmarks/paper_fast.py --agree 3
-    flock /tmp/bd-bench.lock python3 benchmarks/paper_fast.py --folds 10 --thin 10
+    python3 benchmarks/paper_fast.py --agree 3
+    python3 benchmarks/paper_fast.py --folds 10 --thin 10
 """
 
 from __future__ import annotations

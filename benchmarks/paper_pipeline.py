@@ -28,7 +28,7 @@ fits). Saved fits can be reused with ``--paper-fit`` / ``--hier-fit`` (their rec
 time is used); otherwise they are fitted here and saved to ``--save-dir``.
 
 Run (two benchmarks never at once on this shared machine):
-    flock /tmp/bd-bench.lock python3 benchmarks/paper_pipeline.py --cells 4
+    python3 benchmarks/paper_pipeline.py --cells 4
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ groups, 29 properties, 5,045 pairs / 166k labels, ``--chains`` x ``--draws`` dra
 care whether draws came from NUTS, so timings and memory are those of a real fit of
 that size; what is not representative is only the content of the answers.
 
-Run: ``flock /tmp/bd-bench.lock python3 benchmarks/queries_full.py [--draws 500]``.
+Run: ``python3 benchmarks/queries_full.py [--draws 500]``.
 Reports wall time and the peak of memory allocated during each step (tracemalloc, which
 numpy reports to), and the process's peak RSS.
 """
