@@ -461,6 +461,6 @@ def summary_table(d: dict[str, Any]) -> list[tuple[str, Any]]:
     """(metric, value) rows of the headline diagnostics, in display order."""
     keys = ["max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "max_treedepth_hits",
             "min_bfmi", "mean_tree_depth", "step_size", "mean_steps_per_draw", "n_parameters",
-            "chains", "draws", "compile_seconds", "tune_seconds", "draw_seconds",
+            "n_cells", "chains", "draws", "compile_seconds", "tune_seconds", "draw_seconds",
             "sampling_seconds", "total_seconds", "grad_evals_per_second", "min_ess_bulk_per_second"]
     return [(k, d[k]) for k in keys if k in d]
