@@ -49,6 +49,10 @@ def gradient_ms(spec, data, backend: str, n: int, float32: bool = True,  # noqa:
         start = m.initial_point()
         inputs = [np.asarray(start[v.name]) for v in values]
         if backend == "jax":  # as nutpie's gradient_backend="jax": jax.value_and_grad
+            # importing pymc.sampling.jax sets XLA_FLAGS to 100 host devices unless JAX is
+            # already initialised (then the flag comes too late): initialise it first, so the
+            # fit below runs on the one CPU device a user's fit gets
+            jax.devices()
             from pymc.sampling.jax import get_jaxified_logp
 
             logp_fn = get_jaxified_logp(m, negative_logp=False)
