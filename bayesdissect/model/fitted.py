@@ -206,7 +206,7 @@ class Fit:
         children = {str(n): netcdf_safe(c.to_dataset()).drop_encoding()
                     for n, c in fit.idata.children.items()}
         if cast is not None:
-            children = {n: _cast_floats(ds, cast) if n in DRAW_GROUPS else ds
+            children = {n: narrow_floats(ds, cast) if n in DRAW_GROUPS else ds
                         for n, ds in children.items()}
         tree = xr.DataTree.from_dict(children)
         storage = {"thin": thin, "dtype": None if cast is None else cast.name,
@@ -270,9 +270,18 @@ def _check_compress(level: Any) -> int:
     return int(level)
 
 
-def _cast_floats(ds: xr.Dataset, dtype: np.dtype) -> xr.Dataset:
-    """``ds`` with its float data variables (not coordinates) of another width cast."""
-    wide = [v for v, da in ds.data_vars.items() if da.dtype.kind == "f" and da.dtype != dtype]
+def narrow_floats(ds: xr.Dataset, dtype: Any) -> xr.Dataset:
+    """``ds`` with its float data variables (not coordinates) wider than ``dtype`` cast to
+    it, the others as they are.
+
+    Cast one variable at a time: ``Dataset.astype`` with a dict needs every variable named,
+    and a sampler's draws may already be partly or wholly float32 (PyMC's own NUTS under
+    floatX float32 keeps the radial offsets float64; numpyro without JAX x64 gives all
+    float32).
+    """
+    dtype = np.dtype(dtype)
+    wide = [v for v, da in ds.data_vars.items()
+            if da.dtype.kind == "f" and da.dtype.itemsize > dtype.itemsize]
     return ds.assign({v: ds[v].astype(dtype) for v in wide}) if wide else ds
 
 

@@ -22,7 +22,7 @@ from bayesdissect.data.subset import name_list, subset_data
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import INTERNAL_PREFIXES, build_model
 from bayesdissect.model.diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
-from bayesdissect.model.fitted import Fit, load_fit, netcdf_safe
+from bayesdissect.model.fitted import Fit, load_fit, narrow_floats, netcdf_safe
 from bayesdissect.model.specs import SAMPLERS, ModelSpec, load_spec
 from bayesdissect.model.warmstart import warm_start
 
@@ -115,15 +115,8 @@ def _sample_pymc(model: Any, sampler: str, *, draws: int, tune: int, chains: int
 
 
 def as_float32(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with its float64 variables cast to float32, the others as they are.
-
-    Cast one variable at a time: ``Dataset.astype`` with a dict needs every variable named,
-    and a sampler's draws may already be partly or wholly float32 (PyMC's own NUTS under
-    floatX float32 keeps the radial offsets float64; numpyro without JAX x64 gives all
-    float32).
-    """
-    wide = [v for v in ds.data_vars if ds[v].dtype == np.float64]
-    return ds.assign({v: ds[v].astype(np.float32) for v in wide}) if wide else ds
+    """``ds`` with its float64 variables cast to float32, the others as they are."""
+    return narrow_floats(ds, np.float32)
 
 
 def _fit_per_cell(data: xr.Dataset, spec: ModelSpec, *, chains: int, draws: int, tune: int,
