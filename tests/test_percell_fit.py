@@ -59,6 +59,8 @@ def test_cases_as_groups_and_folds(data) -> None:  # noqa: ANN001
     ({"sampler": "percell", "cell_groups": "cases"}, "cell_groups"),
     ({"model": "hierarchical", "sampler": "percell"}, "does not factorise"),
     ({"sampler": "percell", "folds": 0}, "folds"),
+    ({"sampler": "percell", "cell_groups": "scenarios+cases", "log_likelihood": True},
+     "log_likelihood"),
 ])
 def test_bad_percell_options_are_one_line(data, kwargs: dict, match: str) -> None:  # noqa: ANN001
     kwargs = {"model": "paper", **kwargs}

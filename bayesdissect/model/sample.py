@@ -132,6 +132,9 @@ def _fit_per_cell(data: xr.Dataset, spec: ModelSpec, *, chains: int, draws: int,
     if cell_groups not in ("scenarios", "scenarios+cases"):
         raise BayesDissectError(f"cell_groups: expected 'scenarios' or 'scenarios+cases', "
                                 f"got {cell_groups!r}")
+    if log_likelihood and cell_groups != "scenarios":  # said before the fit, not after it
+        raise BayesDissectError("log_likelihood: a fit with the cases as groups has no "
+                                "per-label likelihood of the data's groups")
     progress = None
     if progressbar:
         t0 = time.perf_counter()
@@ -149,9 +152,6 @@ def _fit_per_cell(data: xr.Dataset, spec: ModelSpec, *, chains: int, draws: int,
     result.settings.update({"sampler": "percell", "cell_groups": cell_groups, **settings,
                             "warm_start": False, "keep_warmup": False, "float32": True})
     if log_likelihood:
-        if cell_groups != "scenarios":
-            raise BayesDissectError("log_likelihood: a fit with the cases as groups has no "
-                                    "per-label likelihood of the data's groups")
         from bayesdissect.queries.predictive import add_log_likelihood
 
         add_log_likelihood(result)
