@@ -225,6 +225,9 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         value = _prior(term, level.prior, 0.0, level.scale, level.nu, dims)
         return value, value if loc is None else loc + value
     axes = tuple(zero_sum_axes) if level.zero_sum else ()
+    if level.heavy_tailed:
+        offset = _t_offset(level, term, dims, axes)
+        return offset, offset if loc is None else loc + offset
     if level.parameterization == "radial" and level.sigma_per_property:
         n = _radial_dim(dims, axes)
         if n >= RADIAL_MIN_DIM:
@@ -270,6 +273,77 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         weight = loc0 + sigma ** (1.0 - a) * (u - a * loc0)
     offset = pm.Deterministic(term, weight - loc0 if loc is not None else weight, dims=dims)
     return offset, weight
+
+
+def _t_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN202
+              axes: tuple[str, ...]):
+    """Heavy-tailed offsets: iid ``StudentT(offset_nu, 0, sigma)``, conditioned to sum to
+    zero over the zero-sum ``axes`` (as a ZeroSumNormal is iid normals so conditioned).
+
+    ``"noncentered"`` samples ``t`` of scale 1 (offset = sigma * t); ``"centered"`` samples
+    the offsets themselves (scale sigma), for levels the data inform well. With ``axes`` the
+    sampled value lives on the zero-sum subspace itself (PyMC's ``ZeroSumTransform``, as
+    ZeroSumNormal's): centring free draws instead would leave the removed directions to
+    the prior, a funnel with sigma that NUTS cannot cross (R-hat 1.5 on sigma_judge).
+    """
+    import pymc as pm
+
+    sdims = ("property",) if level.sigma_per_property else None
+    sigma = _sigma(f"sigma_{level.name}", level, sdims)
+    centered = level.parameterization == "centered"
+    name = f"z_{level.name}"
+    if not axes:
+        z = pm.StudentT(name, nu=level.offset_nu, mu=0.0, sigma=sigma if centered else 1.0,
+                        dims=dims)
+        return pm.Deterministic(term, z if centered else sigma * z, dims=dims)
+    zs_dims = _zs_dims(dims, axes)
+    pad = (1,) * (len(zs_dims) - 1)
+    scale = sigma.reshape((-1, *pad)) if (centered and level.sigma_per_property) else (
+        sigma if centered else 1.0)
+    z = _zero_sum_t(name, level.offset_nu, scale, zs_dims, len(axes))
+    value = z if centered else (sigma.reshape((-1, *pad)) if level.sigma_per_property
+                                else sigma) * z
+    value = value.transpose(*[zs_dims.index(d) for d in dims])
+    return pm.Deterministic(term, value, dims=dims)
+
+
+def _zero_sum_t(name: str, nu: float, scale, zs_dims: tuple[str, ...],  # noqa: ANN001, ANN202
+                n_axes: int):
+    """iid StudentT(nu, 0, scale) conditioned on summing to zero over the last ``n_axes``
+    of ``zs_dims`` (property first).
+
+    The density on the zero-sum subspace is the product of t densities there, normalised:
+    each property's block has ``n_free`` free dimensions, so the scale enters as
+    ``scale**-n_free`` (not ``scale**-n``, the product density's), which the logp adds back
+    spread over the block's elements. Forward draws (prior predictive) centre iid t draws
+    over the axes: the same support, and the exact law for normals, close to it for t.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import ZeroSumTransform
+
+    coords = pm.modelcontext(None).coords
+    sizes = [len(coords[d]) for d in zs_dims]
+    block = int(np.prod(sizes[1:]))
+    n_free = int(np.prod([n - (i >= len(sizes) - n_axes) for i, n in
+                          enumerate(sizes) if i > 0]))
+    extra = np.float64((block - n_free) / block)  # log scale per element, added back
+    axes = tuple(range(-n_axes, 0))
+
+    def logp(value, scale):  # noqa: ANN001, ANN202
+        lp = pm.logp(pm.StudentT.dist(nu=nu, mu=0.0, sigma=scale), value)
+        return lp + extra * pt.log(pt.broadcast_to(scale, value.shape))
+
+    def dist(scale, size):  # noqa: ANN001, ANN202
+        draw = pm.StudentT.dist(nu=nu, mu=0.0, sigma=scale, size=size)
+        for ax in axes:
+            if draw.ndim >= -ax:  # CustomDist also calls this without a size
+                draw = draw - draw.mean(axis=ax, keepdims=True)
+        return draw
+
+    return pm.CustomDist(name, scale, dist=dist, logp=logp, dims=zs_dims,
+                         transform=ZeroSumTransform(axes),
+                         support_point=_zeros_support_point)
 
 
 def _radial_dim(dims: tuple[str, ...], axes: tuple[str, ...]) -> int:

@@ -22,7 +22,12 @@ Levels (each optional; at least one weight level must be on):
   times a direction, the size sampled on the log scale: the per-property sigma mixes
   fast whether the data are informative or not; the default spec's choice),
   ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
-  from how much data informs it). All are the same model.
+  from how much data informs it). All are the same model. ``offsets = "student_t"``
+  (with ``offset_nu``, default 4) gives a hierarchical level heavy-tailed offsets,
+  ``sigma * t(offset_nu)`` instead of ``Normal(0, sigma)`` (centred over the zero-sum axes
+  when ``zero_sum``), sampled ``"noncentered"`` (the default then) or ``"centered"``: many
+  near-zero offsets and a few large ones are then both likely, so large weights are not
+  shrunk as hard (issue 14).
 * ``pair`` (pair): a latent quality of each pair shared by every judge, ``u[i] = tau *
   z[i]``, ``z[i] ~ N(0, 1)``, ``tau ~ sigma_prior(sigma_scale)`` (non-centered, one tau),
   added to every judge's logit on pair i (model.md §7). Only ``sigma_prior`` +
@@ -62,12 +67,16 @@ PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False,
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
+#: Families of a hierarchical level's offsets given its sigma.
+OFFSET_FAMILIES = ("normal", "student_t")
+#: The parameterizations a heavy-tailed (student_t) level can be sampled in.
+T_PARAMETERIZATIONS = ("noncentered", "centered")
 #: NUTS samplers; ``percell`` (model/percell.py) fits a spec whose posterior factorises over
 #: (judge, group) cells, like ``paper``, as one vectorised NUTS run per cell.
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "percell")
 
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
-               "parameterization", "zero_sum"}
+               "parameterization", "zero_sum", "offsets", "offset_nu"}
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation",
                  "float32"}
 
@@ -85,6 +94,13 @@ class Level:
     sigma_per_property: bool = True
     parameterization: str = "auto"
     zero_sum: bool = False
+    offsets: str = "normal"
+    offset_nu: float = 4.0
+
+    @property
+    def heavy_tailed(self) -> bool:
+        """True when the level's offsets are Student-t given sigma (``offsets``)."""
+        return self.offsets == "student_t"
 
     @property
     def hierarchical(self) -> bool:
@@ -216,7 +232,31 @@ def _parse_level(name: str, raw: Any, where: str) -> Level | None:
     if "parameterization" in raw:
         kw["parameterization"] = _choice(raw["parameterization"], PARAMETERIZATIONS,
                                          f"{where}.parameterization")
+    _parse_offsets(raw, kw, where)
     return Level(**kw)
+
+
+def _parse_offsets(raw: dict[str, Any], kw: dict[str, Any], where: str) -> None:
+    """``offsets`` / ``offset_nu`` of a weight level into ``kw``: only for a hierarchical
+    level; student_t offsets are sampled noncentered (the default) or centered."""
+    if raw.get("offsets", "normal") == "normal" and "sigma_prior" not in kw:
+        return  # a fixed prior's family is its 'prior' (to_dict writes the defaults)
+    if "sigma_prior" not in kw:
+        raise BayesDissectError(f"{where}.offsets: only a hierarchical level (sigma_prior + "
+                                "sigma_scale) has offsets of a family; a fixed prior names "
+                                "its family in 'prior'")
+    kw["offsets"] = _choice(raw.get("offsets", "normal"), OFFSET_FAMILIES, f"{where}.offsets")
+    if "offset_nu" in raw:
+        nu = _num(raw["offset_nu"], f"{where}.offset_nu")
+        if nu <= 2:
+            raise BayesDissectError(f"{where}.offset_nu: expected more than 2 degrees of "
+                                    f"freedom (a finite variance), got {nu}")
+        kw["offset_nu"] = nu
+    if kw["offsets"] == "student_t":
+        par = kw.setdefault("parameterization", "noncentered")
+        if par not in T_PARAMETERIZATIONS:
+            raise BayesDissectError(f"{where}.parameterization: student_t offsets are sampled "
+                                    f"one of {T_PARAMETERIZATIONS}, got {par!r}")
 
 
 def _parse_pair_level(raw: dict[str, Any], where: str) -> Level:

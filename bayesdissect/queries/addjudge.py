@@ -277,6 +277,13 @@ def _fast_hierarchical(fit: Any, data2: xr.Dataset, name: str, seed: int | None)
         raise BayesDissectError(
             f"add-judge: the fast path cannot extend posterior variable(s) {unknown} of "
             f"spec {getattr(fit.spec, 'name', '?')!r}; use --exact")
+    heavy = [n for n in ("judge", "cell") if _get(levels.get(n), "offsets", "normal")
+             == "student_t"]
+    if heavy:
+        raise BayesDissectError(
+            f"add-judge: the fast path assumes normal offsets, but the {'/'.join(heavy)} "
+            f"level of spec {getattr(fit.spec, 'name', '?')!r} has student_t offsets; use "
+            "--exact")
     groups = [str(g) for g in post["group"].values] if "group" in post.coords else None
     props = [str(p) for p in post["property"].values]
     k = len(props)

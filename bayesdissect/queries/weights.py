@@ -195,8 +195,9 @@ def _fixed_prior_draws(level: Any, size: tuple[int, ...], rng: np.random.Generat
 def _new_term(posterior: xr.Dataset, level: str, extra: tuple[int, ...], spec: Any,
               rng: np.random.Generator) -> np.ndarray:
     """(S, *extra, K) draws of a new judge's ``level`` term (judge or cell) before any
-    zero-sum adjustment: Normal(0, sigma_<level>) with each posterior draw's fitted sigma,
-    or the spec's fixed prior where the level has no learned scale."""
+    zero-sum adjustment: Normal(0, sigma_<level>) (sigma_<level> x StudentT(offset_nu) for a
+    heavy-tailed level) with each posterior draw's fitted sigma, or the spec's fixed prior
+    where the level has no learned scale."""
     s = posterior.sizes["chain"] * posterior.sizes["draw"]
     k = posterior.sizes["property"]
     size = (s, *extra, k)
@@ -206,7 +207,10 @@ def _new_term(posterior: xr.Dataset, level: str, extra: tuple[int, ...], spec: A
         if "property" not in sig.dims:  # one shared sigma (sigma_per_property = false)
             sig = sig.expand_dims(property=posterior["property"].values)
         sig = flat_draws(sig.transpose("chain", "draw", "property")).astype(np.float64)
-        return rng.standard_normal(size) * sig.reshape((s,) + (1,) * len(extra) + (k,))
+        lv = getattr(spec, "levels", {}).get(level)
+        noise = (rng.standard_t(lv.offset_nu, size) if getattr(lv, "heavy_tailed", False)
+                 else rng.standard_normal(size))
+        return noise * sig.reshape((s,) + (1,) * len(extra) + (k,))
     lv = getattr(spec, "levels", {}).get(level)
     if lv is None or getattr(lv, "prior", None) is None:
         term = "judge_offset" if level == "judge" else "cell_offset"
