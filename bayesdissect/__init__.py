@@ -8,7 +8,7 @@ is built or a fit is loaded):
 
 * ``load(source)`` -> ``xarray.Dataset`` (GAIR file, ``hf:`` id, ``"demo"``, tidy table)
 * ``simulate(...)`` -> a dataset in the GAIR schema with known true weights
-* ``fit(data, model="hierarchical", ...)`` -> ``Fit``; ``load_fit(path)`` -> ``Fit``;
+* ``fit(data, model="hierarchical-pair", ...)`` -> ``Fit``; ``load_fit(path)`` -> ``Fit``;
   ``add_judge(fit, labels, name)`` -> ``Fit``
 * ``effects``, ``contrast``, ``similarity``, ``clusters``, ``ppc``, ``loo``,
   ``compare_models``: what a fit answers, as pandas / xarray objects

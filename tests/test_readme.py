@@ -30,6 +30,7 @@ import xarray as xr
 
 import bayesdissect.model.sample as fitting
 from bayesdissect.cli.main import build_parser, main
+from bayesdissect.model.specs import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -67,7 +68,7 @@ def ci_commands() -> list[str]:
 REAL_FIT = fitting.fit
 
 
-def quick_fit(data: Any, model: Any = "hierarchical", sampler: str | None = None,
+def quick_fit(data: Any, model: Any = DEFAULT_MODEL, sampler: str | None = None,
               chains: int | None = None, draws: int | None = None, tune: int | None = None,
               seed: int | None = None, target_accept: float | None = None, judges: Any = None,
               groups: Any = None, subset: str | None = None, progressbar: bool = True,
@@ -100,12 +101,16 @@ def quick_fit(data: Any, model: Any = "hierarchical", sampler: str | None = None
     dims = {"mu": ("property",), "judge_offset": ("judge", "property"),
             "group_offset": ("group", "property"),
             "cell_offset": ("judge", "group", "property"), "bias": ("judge",)}
+    if spec.has("pair"):  # the default spec's latent pair quality (here none)
+        point["pair_effect"] = np.zeros(data.sizes["pair"])
+        dims["pair_effect"] = ("pair",)
     shape = (2, 40)
     post = xr.Dataset(
         {k: (("chain", "draw") + dims[k], v + 0.05 * rng.normal(size=shape + v.shape))
          for k, v in point.items()},
         coords={"chain": np.arange(2), "draw": np.arange(40), "judge": data["judge"].values,
-                "group": groups_, "property": data["property"].values})
+                "group": groups_, "property": data["property"].values,
+                **({"pair": data["pair"].values} if "pair_effect" in point else {})})
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros(shape, bool))},
                        coords={"chain": np.arange(2), "draw": np.arange(40)})
     tree = xr.DataTree()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.specs import DEFAULT_MODEL
 
 
 def _int_arg(text: str | None, flag: str, low: int | None) -> int | None:
@@ -41,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA",
                    help="dataset: 'demo', a GAIR parquet/jsonl file, hf:ID, or a tidy table")
     p.add_argument("--out", required=True, metavar="FIT", help="where to write the fit (.nc)")
-    p.add_argument("--model", default="hierarchical", metavar="NAME|PATH",
-                   help="built-in spec (hierarchical, paper, pooled) or a spec .toml "
-                   "(default: hierarchical)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help="built-in spec (hierarchical, hierarchical-pair, paper, pooled, ...) or "
+                   f"a spec .toml (default: {DEFAULT_MODEL})")
     p.add_argument("--sampler", default=None,
                    help="nutpie (the default of most specs), pymc, numpyro, blackjax; percell "
                         "(the paper spec's default) fits each judge x group cell separately")

@@ -4,7 +4,7 @@
 with one scale per level, models/demo.toml) on a scope that converges in about two minutes
 on two cores (8 judges, all groups, the spec's 4 chains x 1,200 draws; it says so), writes
 the report and prints where it is with a short summary table. ``--full`` fits all judges
-with the default ``hierarchical`` spec and its sampler defaults (the paper-sized analysis).
+with the default ``hierarchical-pair`` spec and its sampler defaults (the paper-sized analysis).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bayesdissect.model.specs import DEFAULT_MODEL
+
 #: Judges of the default demo scope: the paper's two headline judges plus open models of
 #: every size and both kinds (base/aligned), so every figure has something to show.
 DEMO_JUDGES: tuple[str, ...] = (
@@ -24,7 +26,7 @@ DEMO_JUDGES: tuple[str, ...] = (
 )
 #: The demo's spec (sampler settings included); ``--full`` fits FULL_MODEL instead.
 DEMO_MODEL = "demo"
-FULL_MODEL = "hierarchical"
+FULL_MODEL = DEFAULT_MODEL
 DEMO_OUT = "bayesdissect-demo"
 
 

@@ -23,7 +23,7 @@ from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import INTERNAL_PREFIXES, build_model
 from bayesdissect.model.diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
 from bayesdissect.model.fitted import Fit, load_fit, narrow_floats, netcdf_safe
-from bayesdissect.model.specs import SAMPLERS, ModelSpec, load_spec
+from bayesdissect.model.specs import DEFAULT_MODEL, SAMPLERS, ModelSpec, load_spec
 from bayesdissect.model.warmstart import warm_start
 
 
@@ -160,7 +160,7 @@ def _fit_per_cell(data: xr.Dataset, spec: ModelSpec, *, chains: int, draws: int,
 
 def fit(
     data: xr.Dataset | str | os.PathLike[str],
-    model: str | os.PathLike[str] | ModelSpec = "hierarchical",
+    model: str | os.PathLike[str] | ModelSpec = DEFAULT_MODEL,
     sampler: str | None = None,
     chains: int | None = None,
     draws: int | None = None,

@@ -71,6 +71,9 @@ PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
 OFFSET_FAMILIES = ("normal", "student_t")
 #: The parameterizations a heavy-tailed (student_t) level can be sampled in.
 T_PARAMETERIZATIONS = ("noncentered", "centered")
+#: The spec ``fit`` and ``bayesdissect fit`` use when none is named (chosen by calibration
+#: against simulated truth of several shapes and PSIS-LOO: benchmarks/RESULTS.md, issue 14).
+DEFAULT_MODEL = "hierarchical-pair"
 #: NUTS samplers; ``percell`` (model/percell.py) fits a spec whose posterior factorises over
 #: (judge, group) cells, like ``paper``, as one vectorised NUTS run per cell.
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "percell")

@@ -49,6 +49,7 @@ import xarray as xr
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import OBS_DIM, TERM_NAMES, label_index
 from bayesdissect.model.fitted import as_posterior
+from bayesdissect.model.specs import DEFAULT_MODEL
 from bayesdissect.queries.weights import TERMS, blas_single_thread, draw_pieces
 
 #: Mid-p values below this or above 1 - this are flagged.
@@ -295,7 +296,7 @@ MISCALIBRATION_P = 0.01
 #: Resamples of the labels for the miscalibration p-value (smallest p: 1 / 201).
 N_RESAMPLES = 200
 #: The built-in spec that addresses each flag (model.md §7), when the fit lacks it.
-REMEDY = {"dependence": "hierarchical-pair", "miscalibration": "hierarchical"}
+REMEDY = {"dependence": "hierarchical-pair", "miscalibration": DEFAULT_MODEL}
 FLAG_COLUMNS = ["check", "flagged", "statistic", "observed", "expected", "p_value",
                 "threshold", "remedy", "note"]
 
