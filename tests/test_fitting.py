@@ -338,7 +338,7 @@ def test_cli_fit_init(warm_source, tmp_path, capsys) -> None:
     out = tmp_path / "warm.nc"
     rc = cli.main(["fit", str(table), "--out", str(out), "--chains", "2", "--draws", "20",
                    "--tune", "40", "--seed", "3", "--backend", "jax", "--init", str(prev),
-                   "--quiet"])
+                   "--model", "hierarchical", "--quiet"])  # the spec of the fit it starts from
     assert rc == 0 and bd.load_fit(out).settings["warm_start"] is True
     assert "--init" not in capsys.readouterr().err  # every label matched: no warning
     for bad in (tmp_path / "missing.nc", table):

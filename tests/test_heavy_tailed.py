@@ -134,8 +134,8 @@ def test_t_spec_fits_and_add_judge_fast_path_refuses(make_data) -> None:
     spec = parse_spec({"name": "t-light", "levels": {
         "mu": T_LEVELS["mu"], "judge": T_LEVELS["judge"], "bias": T_LEVELS["bias"]},
         "sampler": {"backend": "numba"}})
-    fit = bd.fit(data, spec, chains=2, draws=300, tune=300, seed=4, progressbar=False,
-                 warn=False)
+    fit = bd.fit(data, spec, sampler="numpyro", chains=2, draws=300, tune=300, seed=4,
+                 progressbar=False, warn=False)
     assert fit.diagnostics["max_rhat"] < 1.05 and fit.diagnostics["divergences"] <= 3
     w = (fit.posterior["mu"] + fit.posterior["judge_offset"]).mean(("chain", "draw"))
     true = truth["mu"][None, :] + truth["judge_offset"]
