@@ -87,7 +87,7 @@ def test_zero_sum_t_density_is_the_zero_sum_normal_at_large_nu() -> None:
         with pm.Model(coords=coords) as m:
             sig = pm.HalfNormal("sig", 1.0, dims="property")
             if kind == "t":
-                _zero_sum_t("z", 1e8, sig.reshape((-1, 1, 1)), dims, 2)
+                _zero_sum_t("z", 1e8, sig.reshape((-1, 1, 1)), dims, ("judge", "group"))
             else:
                 pm.ZeroSumNormal("z", sigma=sig.reshape((-1, 1, 1)), dims=dims,
                                  n_zerosum_axes=2)

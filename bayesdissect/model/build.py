@@ -229,7 +229,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         offset = _t_offset(level, term, dims, axes)
         return offset, offset if loc is None else loc + offset
     if level.parameterization == "radial" and level.sigma_per_property:
-        n = _radial_dim(dims, axes)
+        n = _free_dim(dims, axes)
         if n >= RADIAL_MIN_DIM:
             offset, weight, constants = _radial_offset(level, term, dims, axes, n, loc)
             if radial is not None:
@@ -298,19 +298,16 @@ def _t_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN202
         return pm.Deterministic(term, z if centered else sigma * z, dims=dims)
     zs_dims = _zs_dims(dims, axes)
     pad = (1,) * (len(zs_dims) - 1)
-    scale = sigma.reshape((-1, *pad)) if (centered and level.sigma_per_property) else (
-        sigma if centered else 1.0)
-    z = _zero_sum_t(name, level.offset_nu, scale, zs_dims, len(axes))
-    value = z if centered else (sigma.reshape((-1, *pad)) if level.sigma_per_property
-                                else sigma) * z
-    value = value.transpose(*[zs_dims.index(d) for d in dims])
+    scale = sigma.reshape((-1, *pad)) if level.sigma_per_property else sigma
+    z = _zero_sum_t(name, level.offset_nu, scale if centered else 1.0, zs_dims, axes)
+    value = (z if centered else scale * z).transpose(*[zs_dims.index(d) for d in dims])
     return pm.Deterministic(term, value, dims=dims)
 
 
 def _zero_sum_t(name: str, nu: float, scale, zs_dims: tuple[str, ...],  # noqa: ANN001, ANN202
-                n_axes: int):
-    """iid StudentT(nu, 0, scale) conditioned on summing to zero over the last ``n_axes``
-    of ``zs_dims`` (property first).
+                zero_sum_axes: tuple[str, ...]):
+    """iid StudentT(nu, 0, scale) conditioned on summing to zero over ``zero_sum_axes``,
+    the last dims of ``zs_dims`` (property first, as ``_zs_dims`` orders them).
 
     The density on the zero-sum subspace is the product of t densities there, normalised:
     each property's block has ``n_free`` free dimensions, so the scale enters as
@@ -322,13 +319,10 @@ def _zero_sum_t(name: str, nu: float, scale, zs_dims: tuple[str, ...],  # noqa: 
     import pytensor.tensor as pt
     from pymc.distributions.transforms import ZeroSumTransform
 
-    coords = pm.modelcontext(None).coords
-    sizes = [len(coords[d]) for d in zs_dims]
-    block = int(np.prod(sizes[1:]))
-    n_free = int(np.prod([n - (i >= len(sizes) - n_axes) for i, n in
-                          enumerate(sizes) if i > 0]))
+    block = _free_dim(zs_dims, ())
+    n_free = _free_dim(zs_dims, zero_sum_axes)
     extra = np.float64((block - n_free) / block)  # log scale per element, added back
-    axes = tuple(range(-n_axes, 0))
+    axes = tuple(range(-len(zero_sum_axes), 0))
 
     def logp(value, scale):  # noqa: ANN001, ANN202
         lp = pm.logp(pm.StudentT.dist(nu=nu, mu=0.0, sigma=scale), value)
@@ -346,7 +340,7 @@ def _zero_sum_t(name: str, nu: float, scale, zs_dims: tuple[str, ...],  # noqa: 
                          support_point=_zeros_support_point)
 
 
-def _radial_dim(dims: tuple[str, ...], axes: tuple[str, ...]) -> int:
+def _free_dim(dims: tuple[str, ...], axes: tuple[str, ...]) -> int:
     """Dimension of one property's offsets: the zero-sum subspace when ``axes`` are summed."""
     import pymc as pm
 

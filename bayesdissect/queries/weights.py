@@ -202,16 +202,15 @@ def _new_term(posterior: xr.Dataset, level: str, extra: tuple[int, ...], spec: A
     k = posterior.sizes["property"]
     size = (s, *extra, k)
     name = f"sigma_{level}"
+    lv = getattr(spec, "levels", {}).get(level)
     if name in posterior:
         sig = posterior[name]
         if "property" not in sig.dims:  # one shared sigma (sigma_per_property = false)
             sig = sig.expand_dims(property=posterior["property"].values)
         sig = flat_draws(sig.transpose("chain", "draw", "property")).astype(np.float64)
-        lv = getattr(spec, "levels", {}).get(level)
         noise = (rng.standard_t(lv.offset_nu, size) if getattr(lv, "heavy_tailed", False)
                  else rng.standard_normal(size))
         return noise * sig.reshape((s,) + (1,) * len(extra) + (k,))
-    lv = getattr(spec, "levels", {}).get(level)
     if lv is None or getattr(lv, "prior", None) is None:
         term = "judge_offset" if level == "judge" else "cell_offset"
         raise BayesDissectError(
