@@ -197,12 +197,13 @@ def test_jax_sampler_after_x64_was_switched_on() -> None:
     assert np.isfinite(f.posterior["mu"].values).all()
 
 
-@pytest.mark.parametrize("param", ["radial", "noncentered"])
+@pytest.mark.parametrize("param", ["radial", "signed_radial", "noncentered"])
 def test_parameterizations_leave_the_prior_exact(param: str) -> None:
     """With every feature 0 the labels say nothing about the weights, so the posterior of
     sigma_* and the offsets is the prior: sigma ~ HalfNormal(s) (mean s * sqrt(2 / pi)) and
     ZeroSumNormal(sigma) offsets (E[offset^2] = s^2 * prod(1 - 1 / n_axis)). A wrong
-    Jacobian in a parameterization (e.g. radial's size/direction split) moves these.
+    Jacobian in a parameterization (e.g. radial's size/direction split, or the signed
+    size's reflected density) moves these.
     10 judges x 4 groups: judge (dim 9) and cell (27) levels are radial, the group level
     (dim 3 < RADIAL_MIN_DIM) falls back to non-centered. target_accept is high because a
     prior-only posterior is this test's subject, not the sampler's speed."""
@@ -255,7 +256,7 @@ def _values_at(model, point: dict) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize(("parameterization", "zero_sum"), [
     (None, True), ("centered", True), ("auto", True), ("centered", False), ("radial", True),
-    ("radial", False)])
+    ("radial", False), ("signed_radial", True)])
 def test_initial_point_from_reproduces_posterior_means(warm_source, parameterization,
                                                        zero_sum: bool, monkeypatch) -> None:
     """Mapped onto a model on reordered judges plus a new one, the start's contract
@@ -295,8 +296,9 @@ def test_initial_point_from_reproduces_posterior_means(warm_source, parameteriza
         assert np.allclose(z, offset + (0.0 if zero_sum else got["mu"]))
     elif parameterization is None:  # non-centred: z = offset / sigma
         assert np.allclose(z, offset / got["sigma_judge"])
-    elif parameterization == "radial":  # the offset's direction at radius sqrt(n), property
-        y = point["z_judge"]             # first with or without zero-sum
+    elif parameterization in ("radial", "signed_radial"):  # the offset's direction at
+        # radius sqrt(n), property first with or without zero-sum
+        y = point["z_judge"]
         n = y.shape[1] - 1 if zero_sum else y.shape[1]
         assert np.allclose(np.sqrt((y**2).sum(1)), np.sqrt(n))
         assert np.allclose(y.T / np.sqrt(n), offset / np.sqrt((offset**2).sum(0)), atol=1e-6)

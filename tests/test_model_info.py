@@ -19,7 +19,8 @@ from bayesdissect.model.specs import load_spec
 
 def test_radial_constants_describe_the_built_graph() -> None:
     """Each radial level is listed with the offset it builds, its free dimension n and the
-    centring constants: at z_lognorm = z_logsize = 0, the model's sigma is exp(psi0 - l0)."""
+    centring constants: at z_lognorm = z_logsize = 0 (signed: z_size = 1), the model's
+    sigma is exp(psi0 - l0). The default spec samples its cell level signed."""
     data, _ = make_dataset(10, 3, 200, 4, seed=0)
     spec = load_spec("hierarchical")
     model = build_model(spec, data, likelihood="potential")
@@ -27,6 +28,8 @@ def test_radial_constants_describe_the_built_graph() -> None:
     assert info is not None
     radial = {lv for lv in ("judge", "group", "cell") if f"z_{lv}_lognorm" in model.named_vars}
     assert radial and set(info.radial) == radial
+    assert any(c.signed for c in info.radial.values())
+    assert not all(c.signed for c in info.radial.values())
     free = {"judge": 9, "group": 2, "cell": 18}  # zero-sum subspaces of 10 judges x 3 groups
     point = model.initial_point()
     for lv, const in info.radial.items():
@@ -36,7 +39,10 @@ def test_radial_constants_describe_the_built_graph() -> None:
         assert np.isclose(const.l0, 0.5 * np.log(const.n - 0.5))
         scale = spec.levels[lv].sigma_scale
         assert np.isclose(const.psi0, np.log(scale) + const.l0)
-        at = {**point, f"z_{lv}_lognorm": np.zeros(4), f"z_{lv}_logsize": np.zeros(4)}
+        assert const.signed == (spec.levels[lv].parameterization == "signed_radial")
+        size = {f"z_{lv}_size": np.ones(4)} if const.signed else {
+            f"z_{lv}_logsize": np.zeros(4)}
+        at = {**point, f"z_{lv}_lognorm": np.zeros(4), **size}
         out = model.replace_rvs_by_values([model[f"sigma_{lv}"]])[0]
         sigma = model.compile_fn(out, inputs=model.value_vars,
                                  on_unused_input="ignore", mode="FAST_COMPILE")(at)

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.model.specs import Level, ModelSpec, load_spec
+from bayesdissect.model.specs import RADIAL_PARAMETERIZATIONS, Level, ModelSpec, load_spec
 
 #: Posterior variable of each level's term (the posterior contract).
 TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
@@ -33,6 +33,9 @@ TERM_NAMES = {"mu": "mu", "judge": "judge_offset", "group": "group_offset",
 #: direction helper is often near 0 (chi(n) for small n), where the direction turns fast
 #: and NUTS diverges, so smaller levels fall back to non-centered.
 RADIAL_MIN_DIM = 8
+#: Partial-centering weight a of each fixed parameterization (radial levels too small for
+#: size x direction fall back to non-centered, a = 0); "auto" computes a per element.
+CENTERING = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0, "signed_radial": 0.0}
 #: Prefix of sampled helper variables that are not part of the saved posterior.
 INTERNAL_PREFIXES = ("z_",)
 #: The observation dimension: one entry per labelled (pair, judge), in ``label_index`` order
@@ -91,7 +94,8 @@ class RadialLevel:
 
     offset[k] = exp(psi[k]) * y[k] / ||y[k]|| with ``y = z_<level>`` (dims ``zs_dims``,
     ``n`` free dimensions per property), ``l = log r = l0 + step * z_<level>_lognorm`` and
-    ``psi = psi0 + z_<level>_logsize``; the warm start inverts this.
+    ``psi = psi0 + z_<level>_logsize``; ``signed``: offset[k] = exp(psi0) * v[k] * y[k] /
+    ||y[k]|| with ``v = z_<level>_size`` instead. The warm start inverts this.
     """
 
     term: str
@@ -100,6 +104,7 @@ class RadialLevel:
     l0: float
     psi0: float
     step: float
+    signed: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,8 +202,10 @@ def _sigma(name: str, level: Level, dims):  # noqa: ANN001, ANN202
 
 
 def _zs_dims(dims: tuple[str, ...], axes: tuple[str, ...]) -> tuple[str, ...]:
-    """``dims`` with property first and the zero-sum ``axes`` last, as ZeroSumNormal wants."""
-    return ("property", *[d for d in dims if d != "property" and d not in axes], *axes)
+    """``dims`` with property first (where there is one) and the zero-sum ``axes`` last, as
+    ZeroSumNormal wants."""
+    lead = ("property",) if "property" in dims else ()
+    return (*lead, *[d for d in dims if d != "property" and d not in axes], *axes)
 
 
 def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
@@ -228,7 +235,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
     if level.heavy_tailed:
         offset = _t_offset(level, term, dims, axes)
         return offset, offset if loc is None else loc + offset
-    if level.parameterization == "radial" and level.sigma_per_property:
+    if level.parameterization in RADIAL_PARAMETERIZATIONS and level.sigma_per_property:
         n = _free_dim(dims, axes)
         if n >= RADIAL_MIN_DIM:
             offset, weight, constants = _radial_offset(level, term, dims, axes, n, loc)
@@ -241,7 +248,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         zs_dims = _zs_dims(dims, zero_sum_axes)
         # partial centering with one a per property: u ~ ZSN(sigma^a), offset =
         # sigma^(1-a) u ~ ZSN(sigma) (a = 0 non-centered, 1 centered)
-        a = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0}.get(level.parameterization)
+        a = CENTERING.get(level.parameterization)
         if a is None:
             a = np.zeros(1) if centering is None else np.median(
                 centering.reshape(-1, centering.shape[-1]), axis=0)
@@ -260,7 +267,7 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
         value = (rest * z).transpose(*[zs_dims.index(d) for d in dims])
         offset = pm.Deterministic(term, value, dims=dims)
         return offset, offset if loc is None else loc + offset
-    a = {"centered": 1.0, "noncentered": 0.0, "radial": 0.0}.get(level.parameterization, centering)
+    a = CENTERING.get(level.parameterization, centering)
     if a is None:
         a = 0.0
     loc0 = 0.0 if loc is None else loc
@@ -362,12 +369,16 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     mixing of sigma_* in benchmarks/RESULTS.md). ``n < RADIAL_MIN_DIM`` falls back to
     non-centered offsets (the direction of a 1-d offset is a sign). The two helpers are
     ``CustomDist``s with that density and forward draws, so the prior can be sampled
-    (``pm.sample_prior_predictive``). Returns (offset, weight, the level's RadialLevel).
+    (``pm.sample_prior_predictive``). A level with one sigma (the pair level, dims
+    ``pair``) has one size and one direction over all its elements. Returns (offset,
+    weight, the level's RadialLevel).
     """
     import pymc as pm
     import pytensor.tensor as pt
 
     zs_dims = _zs_dims(dims, axes)
+    sdims = "property" if "property" in dims else None
+    lead = 1 if sdims else 0  # the axes of one size: all but property
     if axes:
         y = pm.ZeroSumNormal(f"z_{level.name}", sigma=1.0, dims=zs_dims,
                              n_zerosum_axes=len(axes))
@@ -380,15 +391,22 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     l0 = np.float64(0.5 * np.log(n - 0.5))
     psi0 = np.float64(np.log(level.sigma_scale)) + l0
     step = np.float64(0.1)  # sd of log r is ~ 1 / sqrt(2 n): a unit-ish scale for its helper
-    a = _radial_lognorm(f"z_{level.name}_lognorm", n, l0, step)
+    a = _radial_lognorm(f"z_{level.name}_lognorm", n, l0, step, sdims)
     ell = l0 + step * a
-    b = _radial_logsize(f"z_{level.name}_logsize", level, a, l0, step, psi0)
-    psi = psi0 + b
-    pm.Deterministic(f"sigma_{level.name}", pt.exp(psi - ell), dims="property")
+    signed = level.parameterization == "signed_radial"
+    if signed:
+        v = _radial_signed_size(f"z_{level.name}_size", level, a, l0, step, psi0, sdims)
+        length = np.exp(psi0) * v  # signed: -size along -y is the same offset
+        pm.Deterministic(f"sigma_{level.name}", pt.abs(length) * pt.exp(-ell), dims=sdims)
+    else:
+        b = _radial_logsize(f"z_{level.name}_logsize", level, a, l0, step, psi0, sdims)
+        length = pt.exp(psi0 + b)
+        pm.Deterministic(f"sigma_{level.name}", pt.exp(psi0 + b - ell), dims=sdims)
     # how to map (offset, sigma) back onto the sampled helpers (the warm start)
-    constants = RadialLevel(term=term, zs_dims=zs_dims, n=n, l0=l0, psi0=psi0, step=step)
-    norm = pt.sqrt(pt.sum(y**2, axis=tuple(range(1, len(zs_dims))), keepdims=True))
-    size = pt.exp(psi).reshape((-1, *(1,) * (len(zs_dims) - 1)))
+    constants = RadialLevel(term=term, zs_dims=zs_dims, n=n, l0=l0, psi0=psi0, step=step,
+                            signed=signed)
+    norm = pt.sqrt(pt.sum(y**2, axis=tuple(range(lead, len(zs_dims))), keepdims=True))
+    size = length.reshape((-1, *(1,) * (len(zs_dims) - 1)) if lead else ())
     value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
     offset = pm.Deterministic(term, value, dims=dims)
     return offset, offset if loc is None else loc + offset, constants
@@ -401,8 +419,10 @@ def _zeros_support_point(rv, size, *params):  # noqa: ANN001, ANN202, ARG001
     return pt.zeros_like(rv)
 
 
-def _radial_lognorm(name: str, n: int, l0: np.float64, step: np.float64):  # noqa: ANN202
-    """The helper a of ``l = log r = l0 + step * a`` with ``r ~ chi(n)``, per property.
+def _radial_lognorm(name: str, n: int, l0: np.float64, step: np.float64,  # noqa: ANN202
+                    dims: str | None = "property"):
+    """The helper a of ``l = log r = l0 + step * a`` with ``r ~ chi(n)``, per property
+    (``dims``; None: one for the level).
 
     Its density is that of log chi(n) times the Jacobian ``step``; draws are
     ``(log sqrt(ChiSquared(n)) - l0) / step``, so the prior can be sampled forward.
@@ -423,11 +443,44 @@ def _radial_lognorm(name: str, n: int, l0: np.float64, step: np.float64):  # noq
         return pt.cast(draw, pytensor.config.floatX)
 
     return pm.CustomDist(name, dist=dist, logp=logp, support_point=_zeros_support_point,
-                         dims="property")
+                         dims=dims)
+
+
+def _radial_signed_size(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001, ANN202
+                        step: np.float64, psi0: np.float64, dims: str | None = "property"):
+    """The helper v of a ``signed_radial`` level: the offsets' norm is ``exp(psi0) |v|``
+    and ``sigma = exp(psi0) |v| / r`` (``l = log r = l0 + step * a``).
+
+    Its density is the sigma prior reflected onto both signs, p(sigma) / 2 times the
+    Jacobian exp(psi0) / r, so v = 0 (sigma = 0) is an interior point: where the data
+    allow sigma near 0, v is a smooth bump around 0 instead of the long left tail that
+    log sigma has there (density ~ sigma on the log scale), which NUTS explores slowly.
+    The two signs are the same offsets (v y and -v (-y)). Draws: a sigma from the prior,
+    times r / exp(psi0), with a random sign.
+    """
+    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+
+    cls, kw = _sigma_family(level)
+    scale = np.float64(np.exp(psi0))
+
+    def logp(value, a):  # noqa: ANN001, ANN202
+        log_r = l0 + step * a
+        sigma = scale * pt.abs(value) * pt.exp(-log_r)
+        return pm.logp(cls.dist(**kw), sigma) + np.log(0.5 * scale) - log_r
+
+    def dist(a, size):  # noqa: ANN001, ANN202
+        sign = pt.sign(pm.Normal.dist(size=size))
+        draw = sign * cls.dist(**kw, size=size) * pt.exp(l0 + step * a) / scale
+        return pt.cast(draw, pytensor.config.floatX)
+
+    return pm.CustomDist(name, a, dist=dist, logp=logp, support_point=_zeros_support_point,
+                         dims=dims)
 
 
 def _radial_logsize(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001, ANN202
-                    step: np.float64, psi0: np.float64):
+                    step: np.float64, psi0: np.float64, dims: str | None = "property"):
     """The helper b of ``psi = log(sigma * r) = psi0 + b`` given the lognorm helper ``a``
     (``l = log r = l0 + step * a``).
 
@@ -450,17 +503,27 @@ def _radial_logsize(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001,
         return pt.cast(draw, pytensor.config.floatX)
 
     return pm.CustomDist(name, a, dist=dist, logp=logp, support_point=_zeros_support_point,
-                         dims="property")
+                         dims=dims)
 
 
-def _pair_term(level: Level, md: ModelData):  # noqa: ANN202
-    """u[i] = sigma_pair * z[i] (dims ``pair``, in the dataset's pair order), non-centered:
-    each pair is seen by a few labels only. Returns u in the sorted order of ``md``."""
+def _pair_term(level: Level, md: ModelData,  # noqa: ANN202
+               radial: dict[str, RadialLevel] | None = None):
+    """u[i] = sigma_pair * z[i] (dims ``pair``, in the dataset's pair order), sampled
+    non-centered or ``radial`` (u = size x direction: where every judge labels each pair
+    the data pin ||u||, and sigma follows it instead of moving against thousands of z at
+    once). Returns u in the sorted order of ``md``."""
     import pymc as pm
 
+    term = TERM_NAMES["pair"]
+    n = _free_dim(level.dims, ())
+    if level.parameterization in RADIAL_PARAMETERIZATIONS and n >= RADIAL_MIN_DIM:
+        u, _, constants = _radial_offset(level, term, level.dims, (), n, None)
+        if radial is not None:
+            radial[level.name] = constants
+        return u[md.order]
     sigma = _sigma("sigma_pair", level, None)
     z = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims="pair")
-    u = pm.Deterministic(TERM_NAMES["pair"], sigma * z, dims="pair")
+    u = pm.Deterministic(term, sigma * z, dims="pair")
     return u[md.order]
 
 
@@ -571,7 +634,7 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
             lv = spec.levels["bias"]
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
         # (pairs sorted,) pair effects, shared by every judge's logit on the pair
-        u = _pair_term(spec.levels["pair"], md) if spec.has("pair") else None
+        u = _pair_term(spec.levels["pair"], md, radial) if spec.has("pair") else None
         if likelihood == "potential":
             # one product and one masked log-sigmoid sum per group; no concatenation
             total = 0.0

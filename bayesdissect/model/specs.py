@@ -21,6 +21,8 @@ Levels (each optional; at least one weight level must be on):
   ``scale``; ``parameterization`` is ``"radial"`` (each property's offsets as a size
   times a direction, the size sampled on the log scale: the per-property sigma mixes
   fast whether the data are informative or not; the default spec's choice),
+  ``"signed_radial"`` (the same with the size a signed coordinate instead of its log: a
+  sigma whose posterior reaches 0 then has no long tail on the log scale to explore),
   ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
   from how much data informs it). All are the same model. ``offsets = "student_t"``
   (with ``offset_nu``, default 4) gives a hierarchical level heavy-tailed offsets,
@@ -29,9 +31,11 @@ Levels (each optional; at least one weight level must be on):
   near-zero offsets and a few large ones are then both likely, so large weights are not
   shrunk as hard (issue 14).
 * ``pair`` (pair): a latent quality of each pair shared by every judge, ``u[i] = tau *
-  z[i]``, ``z[i] ~ N(0, 1)``, ``tau ~ sigma_prior(sigma_scale)`` (non-centered, one tau),
-  added to every judge's logit on pair i (model.md §7). Only ``sigma_prior`` +
-  ``sigma_scale`` (+ ``nu``); not a weight level.
+  z[i]``, ``z[i] ~ N(0, 1)``, ``tau ~ sigma_prior(sigma_scale)`` (one tau), added to every
+  judge's logit on pair i (model.md §7). Only ``sigma_prior`` + ``sigma_scale`` (+ ``nu``)
+  and ``parameterization``: ``"noncentered"`` (the default), ``"radial"`` or
+  ``"signed_radial"`` (u as a size x direction, which the data pin when the pairs carry
+  many labels); not a weight level.
 """
 
 from __future__ import annotations
@@ -59,14 +63,19 @@ LEVEL_DIMS: dict[str, tuple[str, ...]] = {
 #: Levels that may have a learned scale (sigma) shared across their members.
 HIERARCHICAL_LEVELS = ("judge", "group", "cell")
 WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
-#: The pair-effect level: one learned scale for all pairs, always non-centered.
+#: The pair-effect level: one learned scale for all pairs.
 PAIR_LEVEL = "pair"
 #: The settings every pair level has (the only values its table may give them).
-PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False,
-                              "parameterization": "noncentered"}
+PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False}
+#: How a pair level's effects may be sampled: ``noncentered`` (u = sigma * z) or
+#: ``radial`` (u = size x direction, as the weight levels; model/build.py). The first is
+#: the default of a table that names none, so specs written before radial stay the same.
+PAIR_PARAMETERIZATIONS = ("noncentered", "radial", "signed_radial")
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
-PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial")
+PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial", "signed_radial")
+#: The parameterizations that sample a level as size x direction (model/build.py).
+RADIAL_PARAMETERIZATIONS = ("radial", "signed_radial")
 #: Families of a hierarchical level's offsets given its sigma.
 OFFSET_FAMILIES = ("normal", "student_t")
 #: The parameterizations a heavy-tailed (student_t) level can be sampled in.
@@ -162,7 +171,8 @@ class ModelSpec:
         if not changes:
             levels.pop(level, None)
         else:
-            fixed = PAIR_FIXED if level == PAIR_LEVEL else {}
+            fixed = ({**PAIR_FIXED, "parameterization": PAIR_PARAMETERIZATIONS[0]}
+                     if level == PAIR_LEVEL else {})
             base = levels.get(level, Level(name=level, **fixed))
             levels[level] = dataclasses.replace(base, **changes)
         return parse_spec({**self.to_dict(), "levels": {
@@ -263,21 +273,23 @@ def _parse_offsets(raw: dict[str, Any], kw: dict[str, Any], where: str) -> None:
 
 
 def _parse_pair_level(raw: dict[str, Any], where: str) -> Level:
-    """The pair level: ``sigma_prior`` + ``sigma_scale`` (+ ``nu``), one non-centered sigma.
-    The other keys are accepted only with the one value they can have (as ``to_dict``
-    writes them)."""
+    """The pair level: ``sigma_prior`` + ``sigma_scale`` (+ ``nu``), one sigma, and
+    ``parameterization`` (``noncentered`` unless named). The other keys are accepted only
+    with the one value they can have (as ``to_dict`` writes them)."""
     if "prior" in raw or "scale" in raw or "sigma_prior" not in raw:
         raise BayesDissectError(f"{where}: the pair level needs sigma_prior + sigma_scale "
                                 "(u[i] = sigma_pair * z[i]); prior/scale are not allowed")
     for key, only in PAIR_FIXED.items():
         if key in raw and raw[key] != only:
             raise BayesDissectError(f"{where}.{key}: the pair level has one sigma and "
-                                    f"non-centered effects; expected {only!r} or no {key}, "
+                                    f"no zero-sum axes; expected {only!r} or no {key}, "
                                     f"got {raw[key]!r}")
     kw: dict[str, Any] = {
         "name": PAIR_LEVEL,
         "sigma_prior": _choice(raw.get("sigma_prior"), SIGMA_PRIORS, f"{where}.sigma_prior"),
-        "sigma_scale": _num(raw.get("sigma_scale"), f"{where}.sigma_scale"), **PAIR_FIXED}
+        "sigma_scale": _num(raw.get("sigma_scale"), f"{where}.sigma_scale"), **PAIR_FIXED,
+        "parameterization": _choice(raw.get("parameterization", PAIR_PARAMETERIZATIONS[0]),
+                                    PAIR_PARAMETERIZATIONS, f"{where}.parameterization")}
     if "nu" in raw:
         kw["nu"] = _num(raw["nu"], f"{where}.nu")
     return Level(**kw)

@@ -220,7 +220,8 @@ def _radial_initial_point(model: Any, targets: dict[str, np.ndarray], point: dic
     handled: set[str] = set()
     info = model_info(model)
     for lv, meta in (info.radial if info is not None else {}).items():
-        names = [f"z_{lv}", f"z_{lv}_lognorm", f"z_{lv}_logsize"]
+        names = [f"z_{lv}", f"z_{lv}_lognorm", f"z_{lv}_size" if meta.signed
+                 else f"z_{lv}_logsize"]
         handled.update(names)
         off, sig = targets.get(meta.term), targets.get(f"sigma_{lv}")
         if off is None or sig is None:
@@ -228,14 +229,18 @@ def _radial_initial_point(model: Any, targets: dict[str, np.ndarray], point: dic
             continue
         off = np.nan_to_num(off).transpose([dims_of(meta.term).index(d)
                                             for d in meta.zs_dims])
-        axes = tuple(range(1, off.ndim))
+        lead = 1 if "property" in meta.zs_dims else 0  # one size per property, or one
+        axes = tuple(range(lead, off.ndim))
         norm = np.sqrt((off**2).sum(axis=axes))
         ok = norm > _MIN_POSITIVE
         norm = np.where(ok, norm, _MIN_POSITIVE)
         sig = np.maximum(np.nan_to_num(sig, nan=_MIN_POSITIVE), _MIN_POSITIVE)
-        pad = (slice(None), *(None,) * len(axes))
+        pad = (slice(None), *(None,) * len(axes)) if lead else ()
         y = np.where(ok[pad], off / norm[pad] * np.sqrt(meta.n), point[f"z_{lv}"])
         point[f"z_{lv}"] = y
         point[f"z_{lv}_lognorm"] = (np.log(norm / sig) - meta.l0) / meta.step
-        point[f"z_{lv}_logsize"] = np.log(norm) - meta.psi0
+        if meta.signed:
+            point[f"z_{lv}_size"] = norm / np.exp(meta.psi0)
+        else:
+            point[f"z_{lv}_logsize"] = np.log(norm) - meta.psi0
     return handled
