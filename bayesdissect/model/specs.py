@@ -20,9 +20,10 @@ Levels (each optional; at least one weight level must be on):
   groups and mu + judge the judge's weights averaged over groups, exactly. Otherwise
   ``scale``; ``parameterization`` is ``"radial"`` (each property's offsets as a size
   times a direction, the size sampled on the log scale: the per-property sigma mixes
-  fast whether the data are informative or not; the default spec's choice),
-  ``"signed_radial"`` (the same with the size a signed coordinate instead of its log: a
-  sigma whose posterior reaches 0 then has no long tail on the log scale to explore),
+  fast whether the data are informative or not; the default spec's judge and group
+  levels), ``"signed_radial"`` (the same with the size a signed coordinate instead of its
+  log: a sigma whose posterior reaches 0 then has no long tail on the log scale to
+  explore; the default spec's cell and pair levels),
   ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
   from how much data informs it). All are the same model. ``offsets = "student_t"``
   (with ``offset_nu``, default 4) gives a hierarchical level heavy-tailed offsets,
@@ -67,9 +68,9 @@ WEIGHT_LEVELS = ("mu", "judge", "group", "cell", "w_cell")
 PAIR_LEVEL = "pair"
 #: The settings every pair level has (the only values its table may give them).
 PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False}
-#: How a pair level's effects may be sampled: ``noncentered`` (u = sigma * z) or
-#: ``radial`` (u = size x direction, as the weight levels; model/build.py). The first is
-#: the default of a table that names none, so specs written before radial stay the same.
+#: How a pair level's effects may be sampled: ``noncentered`` (u = sigma * z), ``radial``
+#: or ``signed_radial`` (u = size x direction, as the weight levels; model/build.py). The
+#: first is the default of a table that names none, so older specs stay the same.
 PAIR_PARAMETERIZATIONS = ("noncentered", "radial", "signed_radial")
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
