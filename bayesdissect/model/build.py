@@ -106,6 +106,12 @@ class RadialLevel:
     step: float
     signed: bool = False
 
+    @property
+    def size_axes(self) -> tuple[int, ...]:
+        """Axes of ``zs_dims`` one size spans: all but property (one size per property), or
+        all of them for a level with one sigma and no property axis (the pair level)."""
+        return tuple(range(1 if "property" in self.zs_dims else 0, len(self.zs_dims)))
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -235,7 +241,10 @@ def _offset(level: Level, loc=None, centering=None,  # noqa: ANN001, ANN202
     if level.heavy_tailed:
         offset = _t_offset(level, term, dims, axes)
         return offset, offset if loc is None else loc + offset
-    if level.parameterization in RADIAL_PARAMETERIZATIONS and level.sigma_per_property:
+    # size x direction needs one size per sigma: per property, or one sigma without a
+    # property axis (the pair level)
+    one_size_per_sigma = level.sigma_per_property or "property" not in dims
+    if level.parameterization in RADIAL_PARAMETERIZATIONS and one_size_per_sigma:
         n = _free_dim(dims, axes)
         if n >= RADIAL_MIN_DIM:
             offset, weight, constants = _radial_offset(level, term, dims, axes, n, loc)
@@ -378,7 +387,6 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
 
     zs_dims = _zs_dims(dims, axes)
     sdims = "property" if "property" in dims else None
-    lead = 1 if sdims else 0  # the axes of one size: all but property
     if axes:
         y = pm.ZeroSumNormal(f"z_{level.name}", sigma=1.0, dims=zs_dims,
                              n_zerosum_axes=len(axes))
@@ -405,8 +413,8 @@ def _radial_offset(level: Level, term: str, dims: tuple[str, ...],  # noqa: ANN2
     # how to map (offset, sigma) back onto the sampled helpers (the warm start)
     constants = RadialLevel(term=term, zs_dims=zs_dims, n=n, l0=l0, psi0=psi0, step=step,
                             signed=signed)
-    norm = pt.sqrt(pt.sum(y**2, axis=tuple(range(lead, len(zs_dims))), keepdims=True))
-    size = length.reshape((-1, *(1,) * (len(zs_dims) - 1)) if lead else ())
+    norm = pt.sqrt(pt.sum(y**2, axis=constants.size_axes, keepdims=True))
+    size = length.reshape((-1, *(1,) * (len(zs_dims) - 1)) if sdims else ())
     value = (size * y / norm).transpose(*[zs_dims.index(d) for d in dims])
     offset = pm.Deterministic(term, value, dims=dims)
     return offset, offset if loc is None else loc + offset, constants
@@ -508,22 +516,12 @@ def _radial_logsize(name: str, level: Level, a, l0: np.float64,  # noqa: ANN001,
 
 def _pair_term(level: Level, md: ModelData,  # noqa: ANN202
                radial: dict[str, RadialLevel] | None = None):
-    """u[i] = sigma_pair * z[i] (dims ``pair``, in the dataset's pair order), sampled
-    non-centered or ``radial`` (u = size x direction: where every judge labels each pair
-    the data pin ||u||, and sigma follows it instead of moving against thousands of z at
-    once). Returns u in the sorted order of ``md``."""
-    import pymc as pm
-
-    term = TERM_NAMES["pair"]
-    n = _free_dim(level.dims, ())
-    if level.parameterization in RADIAL_PARAMETERIZATIONS and n >= RADIAL_MIN_DIM:
-        u, _, constants = _radial_offset(level, term, level.dims, (), n, None)
-        if radial is not None:
-            radial[level.name] = constants
-        return u[md.order]
-    sigma = _sigma("sigma_pair", level, None)
-    z = pm.Normal(f"z_{level.name}", 0.0, 1.0, dims="pair")
-    u = pm.Deterministic(term, sigma * z, dims="pair")
+    """u[i] = sigma_pair * z[i] (dims ``pair``, in the dataset's pair order): the level's
+    offsets (``_offset``), sampled non-centered, ``radial`` or ``signed_radial`` (u = size
+    x direction: where every judge labels each pair the data pin ||u||, and sigma follows
+    it instead of moving against thousands of z at once). Returns u in the sorted order of
+    ``md``."""
+    u, _ = _offset(level, radial=radial)
     return u[md.order]
 
 

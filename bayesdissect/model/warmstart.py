@@ -229,8 +229,8 @@ def _radial_initial_point(model: Any, targets: dict[str, np.ndarray], point: dic
             continue
         off = np.nan_to_num(off).transpose([dims_of(meta.term).index(d)
                                             for d in meta.zs_dims])
-        lead = 1 if "property" in meta.zs_dims else 0  # one size per property, or one
-        axes = tuple(range(lead, off.ndim))
+        axes = meta.size_axes
+        lead = off.ndim - len(axes)  # 1: one size per property; 0: one for the level
         norm = np.sqrt((off**2).sum(axis=axes))
         ok = norm > _MIN_POSITIVE
         norm = np.where(ok, norm, _MIN_POSITIVE)
