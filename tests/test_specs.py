@@ -75,6 +75,10 @@ def test_json_round_trip_and_replace_level() -> None:
     ('name = "x"\n[levels.mu]\nprior = "normal"\nscale = 1\n[sampler]\nname = "emcee"',
      "sampler.name"),
     ('name = "x"\n[levels.mu\n', "not valid TOML"),
+    # one shared sigma cannot be sampled as size x direction (was: non-centered, silently)
+    ('name = "x"\n[levels.judge]\nsigma_prior = "halfnormal"\nsigma_scale = 1\n'
+     'sigma_per_property = false\nparameterization = "radial"',
+     "'radial' samples one size per sigma, so it needs sigma_per_property = true"),
 ])
 def test_bad_specs_fail_with_one_clear_line(tmp_path, text: str, needle: str) -> None:
     path = tmp_path / "bad.toml"

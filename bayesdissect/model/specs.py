@@ -246,6 +246,14 @@ def _parse_level(name: str, raw: Any, where: str) -> Level | None:
     if "parameterization" in raw:
         kw["parameterization"] = _choice(raw["parameterization"], PARAMETERIZATIONS,
                                          f"{where}.parameterization")
+        if (kw["parameterization"] in RADIAL_PARAMETERIZATIONS
+                and not kw.get("sigma_per_property", True)):
+            # size x direction needs one size per sigma; one sigma over all properties
+            # would be sampled non-centered instead, which the spec did not ask for
+            raise BayesDissectError(f"{where}.parameterization: "
+                                    f"{kw['parameterization']!r} samples one size per sigma, "
+                                    "so it needs sigma_per_property = true; with one shared "
+                                    "sigma use 'noncentered' or 'centered'")
     _parse_offsets(raw, kw, where)
     return Level(**kw)
 
