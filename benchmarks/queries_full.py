@@ -87,9 +87,10 @@ def main() -> int:
     eff = step("effects, all 4 levels", lambda: all_effects(fit), res)
     step("contrast human vs gpt-4-1106-preview", lambda: contrast(
         fit, fit.data.judge.values[-1], fit.data.judge.values[-2]), res)
-    sim = step("similarity paper, 528 pairs", lambda: similarity(fit), res)
+    sim = step("similarity agreement (default), 528 pairs", lambda: similarity(fit), res)
+    step("similarity paper, 528 pairs", lambda: similarity(fit, kind="paper"), res)
     step("similarity deviation, 528 pairs", lambda: similarity(fit, kind="deviation"), res)
-    cl = step("clusters (default K) + co-clustering", lambda: clusters(fit), res)
+    cl = step("clusters (default kind and K) + co-clustering", lambda: clusters(fit), res)
     pc = step("ppc (shares, agreement, scores, calib.)", lambda: ppc(fit), res)
     lo = step("PSIS-LOO, all labels", lambda: loo(fit), res)
     step("ppc + LOO (the full predictive check)", lambda: (ppc(fit), loo(fit)), res)

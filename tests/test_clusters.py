@@ -28,7 +28,7 @@ def _blocks(noise: float = 0.05, seed: int = 0) -> xr.Dataset:
 
 
 def test_recovers_blocks_with_default_k() -> None:
-    res = clusters(_blocks())
+    res = clusters(_blocks(), kind="paper")
     assert res.k == 3 and res.rule == K_RULE
     assert [set(m.split(", ")) for m in res.clusters.members] == [
         {"j0", "j1", "j2"}, {"j3", "j4", "j5"}, {"j6", "j7", "j8"}]
@@ -46,16 +46,16 @@ def test_recovers_blocks_with_default_k() -> None:
 
 
 def test_noisy_posterior_lowers_stability_and_fixed_k() -> None:
-    sharp = clusters(_blocks(noise=0.05), k=3)
-    vague = clusters(_blocks(noise=1.2), k=3)
+    sharp = clusters(_blocks(noise=0.05), kind="paper", k=3)
+    vague = clusters(_blocks(noise=1.2), kind="paper", k=3)
     assert vague.clusters.stability.mean() < sharp.clusters.stability.mean()
-    two = clusters(_blocks(), k=2)
+    two = clusters(_blocks(), kind="paper", k=2)
     assert two.k == 2 and two.rule == "given" and two.clusters["size"].sum() == 9
 
 
 def test_twin_coclusters_with_probability_one() -> None:
     post, _ = make_posterior(n_judges=7, noise=0.2, twins={6: 2})
-    res = clusters(post, k=3)
+    res = clusters(post, k=3, kind="paper")
     assert res.coclustering.sel(judge="judge2", judge2="judge6").item() == 1.0
     lab = dict(zip(res.judges, res.labels, strict=True))
     assert lab["judge2"] == lab["judge6"]
@@ -68,11 +68,11 @@ def test_silhouette_known_value() -> None:
 
 
 def test_errors_and_dendrogram() -> None:
-    res = clusters(_blocks(), k=3)
+    res = clusters(_blocks(), kind="paper", k=3)
     fig = res.plot_dendrogram()
     assert fig.axes
     with pytest.raises(BayesDissectError, match="--k must be between 1"):
-        clusters(_blocks(), k=20)
+        clusters(_blocks(), kind="paper", k=20)
     pooled, _ = make_posterior(spec="pooled")
     with pytest.raises(BayesDissectError, match="no judge-level terms"):
         clusters(pooled)

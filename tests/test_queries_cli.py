@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from _query_fits import small_fits
@@ -53,6 +54,15 @@ def test_compare_similarity_clusters_tables(fits, capsys, tmp_path) -> None:
     assert code == 0 and out == "" and "wrote" in err
     sim = pd.read_csv(target)
     assert list(sim.columns) == SIMILARITY_COLUMNS and len(sim) == 10
+    # without --kind: agreement, as bd.similarity's default (the same numbers)
+    from bayesdissect.model.fitted import load_fit
+    from bayesdissect.queries.similarity import similarity
+
+    code, out, _ = run(capsys, "similarity", fits["hier_path"], "--format", "csv")
+    got = pd.read_csv(io.StringIO(out))
+    want = similarity(load_fit(fits["hier_path"]), kind="agreement")
+    assert code == 0
+    np.testing.assert_allclose(got["mean"], want["mean"], rtol=1e-6)
     code, out, err = run(capsys, "clusters", fits["hier_path"], "--k", "2")
     assert code == 0 and "stability" in out and "K = 2" in err
     code, out, _ = run(capsys, "clusters", fits["hier_path"], "--table", "pairs",

@@ -74,6 +74,14 @@ def test_report_is_complete(report):
     assert list(pd.read_csv(out / "effects.csv").columns) == EFFECT_COLUMNS
     sim = pd.read_csv(out / "similarity.csv")
     assert list(sim.columns) == SIMILARITY_COLUMNS and len(sim) == 10
+    # the report's similarity is the default kind (agreement: a probability), and the
+    # paper's correlation is written beside it with its of_means, the paper's number
+    assert sim[["mean", "lower", "upper", "of_means"]].stack().between(0, 1).all()
+    paper = pd.read_csv(out / "similarity_paper.csv")
+    assert list(paper.columns) == SIMILARITY_COLUMNS and len(paper) == 10
+    assert not np.allclose(paper["mean"], sim["mean"])
+    assert "Similarity here is predicted agreement" in text
+    assert "reported in similarity_paper.csv" in text
     clusters = pd.read_csv(out / "clusters.csv")
     assert sorted(clusters.judge) == sorted(JUDGES)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".report")]

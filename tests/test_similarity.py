@@ -33,7 +33,7 @@ def test_core_matches_corrcoef_reference() -> None:
 
 def test_table_columns_pairs_and_of_means() -> None:
     post, truth = make_posterior(n_judges=6, noise=0.1)
-    df = similarity(post)
+    df = similarity(post, kind="paper")
     assert list(df.columns) == SIMILARITY_COLUMNS
     assert len(df) == 15 and (df.judge_a < df.judge_b).all()
     # of_means is the paper's similarity of the posterior-mean cell weights
@@ -48,7 +48,7 @@ def test_table_columns_pairs_and_of_means() -> None:
 
 def test_twin_has_similarity_one_and_truth_is_covered() -> None:
     post, truth = make_posterior(n_judges=6, noise=0.05, twins={5: 2})
-    df = similarity(post).set_index(["judge_a", "judge_b"])
+    df = similarity(post, kind="paper").set_index(["judge_a", "judge_b"])
     row = df.loc[("judge2", "judge5")]
     assert row["mean"] == pytest.approx(1.0, abs=1e-5) and row.lower > 0.9999
     true = _paper_similarity(true_cell_weights(truth, 6, 3))
@@ -71,11 +71,11 @@ def test_deviation_kind_removes_shared_weights() -> None:
 
 def test_single_group_and_matrix() -> None:
     post, _ = make_posterior(noise=0.05, twins={4: 1})
-    one = similarity(post, group="group1")
+    one = similarity(post, kind="paper", group="group1")
     w = (post.mu + post.judge_offset + post.group_offset + post.cell_offset).sel(
         group="group1").mean(("chain", "draw")).transpose("judge", "property").values
     np.testing.assert_allclose(one.of_means, np.corrcoef(w)[np.triu_indices(5, 1)], atol=1e-5)
-    mat = similarity_matrix(post)
+    mat = similarity_matrix(post, "paper")
     assert mat.shape == (5, 5) and np.allclose(np.diag(mat), 1.0)
     np.testing.assert_allclose(mat.values, mat.values.T)
 
@@ -91,7 +91,7 @@ def test_paper_spec_and_errors() -> None:
     with pytest.raises(BayesDissectError, match="unknown similarity kind"):
         similarity(post, kind="cosine")
     with pytest.raises(BayesDissectError, match="unknown group"):
-        similarity(post, group="Mars")
+        similarity(post, kind="paper", group="Mars")
 
 
 # ------------------------------------------------------------------ a real small fit
@@ -99,7 +99,7 @@ def test_real_fit_twin_is_most_similar_and_truth_covered() -> None:
     from _query_fits import SOURCE, TWIN, small_fits
 
     f = small_fits()
-    df = similarity(f["hier"])
+    df = similarity(f["hier"], kind="paper")
     judges = [str(j) for j in f["data"].judge.values]
     a, b = judges[SOURCE], judges[TWIN]
     twin = df[(df.judge_a == a) & (df.judge_b == b)].iloc[0]

@@ -5,6 +5,7 @@ on one small real fit of simulated data."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import make_dataset
@@ -100,6 +101,9 @@ def test_twins_reach_the_most_agreement_and_a_bare_posterior_needs_data() -> Non
         assert row["mean"] == pytest.approx(m[1, 1], abs=1e-6)
     with pytest.raises(BayesDissectError, match="pass the Fit"):
         similarity(post, kind="agreement")
+    # the default kind is agreement: a bare posterior without data is told what to pass
+    with pytest.raises(BayesDissectError, match=r"agreement \(the default\).*kind='paper'"):
+        similarity(post)
     with pytest.raises(BayesDissectError, match="unknown group"):
         similarity(post, kind="kappa", group="Mars", data=data)
 
@@ -170,3 +174,8 @@ def test_agreement_intervals_cover_the_truth_on_a_real_fit() -> None:
         # the means track the truth (r >= 0.95 is the benchmark-size target; at 1,200 pairs
         # the estimation noise is larger against a spread of 45 true values: r 0.87 here)
         assert r >= 0.8, (kind, r)
+    # the default of similarity() and clusters() is agreement, the kind checked above
+    default = similarity(fit)
+    assert default.attrs["kind"] == "agreement"
+    pd.testing.assert_frame_equal(default, similarity(fit, kind="agreement"))
+    assert bd.clusters(fit).kind == "agreement"

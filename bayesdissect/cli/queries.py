@@ -56,17 +56,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _similarity(args: argparse.Namespace) -> int:
     from bayesdissect.errors import BayesDissectError
-    from bayesdissect.queries.similarity import KINDS, similarity
-    if args.kind not in KINDS:   # before reading the fit
-        raise BayesDissectError(f"unknown similarity kind {args.kind!r}; expected one of "
+    from bayesdissect.queries.similarity import DEFAULT_KIND, KINDS, similarity
+    kind = args.kind or DEFAULT_KIND
+    if kind not in KINDS:   # before reading the fit
+        raise BayesDissectError(f"unknown similarity kind {kind!r}; expected one of "
                                 f"{', '.join(KINDS)}")
-    emit(similarity(_load(args.fit), kind=args.kind, group=args.group, prob=args.prob), args)
+    emit(similarity(_load(args.fit), kind=kind, group=args.group, prob=args.prob), args)
     return 0
 
 
 def _clusters(args: argparse.Namespace) -> int:
     from bayesdissect.queries.clusters import clusters
-    res = clusters(_load(args.fit), k=args.k, kind=args.kind, group=args.group)
+    from bayesdissect.queries.similarity import DEFAULT_KIND
+    res = clusters(_load(args.fit), k=args.k, kind=args.kind or DEFAULT_KIND, group=args.group)
     _note(args, f"K = {res.k} ({res.rule}); {res.n_draws} posterior draws; stability = share "
                 "of draws in which exactly that cluster appears")
     table = {"clusters": res.clusters, "judges": res.assignments(), "pairs": res.pairs(),
@@ -180,13 +182,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The similarity of every pair of judges per posterior "
                        "draw: mean and interval, and of_means = the same of posterior means "
                        "(for --kind paper the paper's number: Pearson correlation of two "
-                       "judges' weight vectors per group, averaged over groups, the default, "
-                       "as in the report and bd.similarity).")
+                       "judges' weight vectors per group, averaged over groups).")
     p.add_argument("fit", metavar="FIT")
-    p.add_argument("--kind", default="paper", metavar="KIND",
-                   help="paper | agreement | kappa | deviation (default paper; agreement, the "
-                   "judges' predicted agreement on the fitted pairs, is the one whose 90%% "
-                   "intervals cover simulated truth best, benchmarks/RESULTS.md). paper = "
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="agreement | paper | kappa | deviation (default agreement, as in the "
+                   "report and bd.similarity: the judges' predicted agreement on the fitted "
+                   "pairs, the kind whose 90%% intervals covered simulated truth in every "
+                   "regime, benchmarks/RESULTS.md). paper = "
                    "correlation of the full weights; deviation = of the judge + cell terms "
                    "only (not inflated by what all judges share; zero-sum deviations sum to "
                    "zero over the J judges, which pulls their correlation to -1/(J-1) for "
@@ -210,8 +212,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fit", metavar="FIT")
     p.add_argument("--k", type=int, default=None,
                    help="number of clusters (default: max mean silhouette over 2..min(10, J-1))")
-    p.add_argument("--kind", default="paper", metavar="KIND",
-                   help="paper | deviation (as in similarity)")
+    p.add_argument("--kind", default=None, metavar="KIND",
+                   help="agreement | paper | kappa | deviation (as in similarity; default "
+                   "agreement)")
     p.add_argument("--group", default=None, help="cluster on one group's similarity")
     p.add_argument("--table", default="clusters",
                    choices=["clusters", "judges", "pairs", "silhouette"],

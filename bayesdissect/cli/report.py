@@ -143,8 +143,9 @@ def register(subparsers: Any) -> None:
     """Add ``report`` and ``demo`` to the command line."""
     p = subparsers.add_parser(
         "report", help="write an HTML report (figures, findings, CSV tables) of a saved fit",
-        description="Write DIR/report.html with its figures and effects.csv, similarity.csv, "
-        "clusters.csv beside it. DIR is replaced only once the new report is complete.")
+        description="Write DIR/report.html with its figures and effects.csv, similarity.csv "
+        "(predicted agreement), similarity_paper.csv (the paper's correlation), clusters.csv "
+        "and more beside it. DIR is replaced only once the new report is complete.")
     p.add_argument("fit", metavar="FIT", help="a saved fit (from `bayesdissect fit`)")
     p.add_argument("--out", metavar="DIR", required=True, help="report folder")
     p.add_argument("--judges", metavar="A,B", default=None,

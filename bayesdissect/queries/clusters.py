@@ -1,8 +1,10 @@
 """Judge clustering with uncertainty (model.md §5).
 
 Reported clustering: average-linkage agglomerative clustering (scipy.cluster.hierarchy)
-of the judges on distance 1 - similarity of the posterior-mean weights (the paper's
-similarity, ``of_means``), cut into K clusters.
+of the judges on distance 1 - similarity of the posterior means (``of_means`` of the
+similarity kind: by default ``agreement``, 1 - agreement being the predicted rate at which
+two judges choose differently; ``kind="paper"`` clusters on the paper's correlation), cut
+into K clusters.
 
 Default K rule: the K in 2..min(10, J-1) with the largest mean silhouette width of the
 reported clustering on that same distance (ties: the smallest such K); with fewer than 3
@@ -27,7 +29,7 @@ from scipy.cluster.hierarchy import dendrogram, fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from bayesdissect.errors import BayesDissectError
-from bayesdissect.queries.similarity import similarity_matrices
+from bayesdissect.queries.similarity import DEFAULT_KIND, similarity_matrices
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -155,11 +157,19 @@ def choose_k(dist_condensed: np.ndarray, link: np.ndarray, n: int) -> tuple[int,
     return int(best.idxmax()), ser
 
 
-def clusters(fit: Any, k: int | None = None, kind: str = "paper", group: str | None = None,
-             chunk: int = 256) -> ClusterResult:
+def clusters(fit: Any, k: int | None = None, kind: str = DEFAULT_KIND,
+             group: str | None = None, chunk: int = 256) -> ClusterResult:
     """Cluster the judges (see module docstring). ``k`` = number of clusters (default:
     ``K_RULE``); ``kind`` / ``group`` as in ``similarity``."""
     draws, of_means, judges = similarity_matrices(fit, kind, group, chunk)
+    return cluster_matrices(draws, of_means, judges, k, kind)
+
+
+def cluster_matrices(draws: np.ndarray, of_means: np.ndarray, judges: list[str],
+                     k: int | None = None, kind: str = DEFAULT_KIND) -> ClusterResult:
+    """``clusters`` on similarity matrices already computed (``similarity_matrices``'s
+    draws (S, J, J), of_means (J, J) and judges), so a caller that also tabulates the
+    similarity computes it once."""
     n = len(judges)
     if k is not None and not 1 <= int(k) <= n:
         raise BayesDissectError(f"--k must be between 1 and the number of judges ({n}), got {k}")

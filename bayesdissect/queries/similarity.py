@@ -111,10 +111,11 @@ SIMILARITY_COLUMNS = ["judge_a", "judge_b", "mean", "lower", "upper", "of_means"
 KINDS = ("paper", "deviation", "agreement", "kappa")
 #: Kinds computed from predicted probabilities on the data's pairs (module note).
 PREDICTIVE_KINDS = ("agreement", "kappa")
-#: The kind of ``similarity()`` and the ``similarity`` command by default: the paper's, which
-#: the report shows and names. ``agreement`` is the one whose 90% intervals cover simulated
-#: truth best in every regime measured (benchmarks/similarity_coverage.py).
-DEFAULT_KIND = "paper"
+#: The kind of ``similarity()``, ``clusters()``, their commands and the report by default:
+#: ``agreement``, the one whose 90% intervals covered simulated truth in every regime measured
+#: at full size (0.93-0.96, r >= 0.99; the paper kind 0.77 on sparse truth: issue 14,
+#: benchmarks/RESULTS.md). ``kind="paper"`` gives the paper's number as ``of_means``.
+DEFAULT_KIND = "agreement"
 
 
 def _standardise(w: np.ndarray) -> np.ndarray:
@@ -203,8 +204,9 @@ def agreement_draws(logits: np.ndarray, kind: str = "agreement") -> np.ndarray:
 def _fit_data(fit: Any, data: xr.Dataset | None) -> xr.Dataset:
     data = data if data is not None else getattr(fit, "data", None)
     if data is None:
-        raise BayesDissectError("similarity kinds agreement and kappa predict the judges' "
-                                "choices on the fitted pairs: pass the Fit (or data=)")
+        raise BayesDissectError("similarity kinds agreement (the default) and kappa predict "
+                                "the judges' choices on the fitted pairs, which this posterior "
+                                "does not carry: pass the Fit, data=, or kind='paper'")
     return data
 
 
@@ -323,15 +325,18 @@ def similarity(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,
     quantity of the posterior means; for ``kind="paper"`` the paper's number). ``kind``:
     "paper" (cell weights), "deviation" (judge_offset + cell_offset, corrected for
     centring over judges where the fit's deviations sum to zero: module note),
-    "agreement" (the probability that the two judges choose the same response, predicted
-    on the data's pairs) or "kappa" (that agreement chance-corrected against each judge's
-    own rate of "response 1"). The paper kind's intervals are too narrow where the
-    true weights are sparse; agreement and kappa are well identified (module note).
+    "agreement" (the default: the probability that the two judges choose the same
+    response, predicted on the data's pairs) or "kappa" (that agreement chance-corrected
+    against each judge's own rate of "response 1"). The paper kind's intervals are too
+    narrow where the true weights are sparse; agreement and kappa are well identified
+    (module note). The kind is in the table's ``attrs["kind"]``.
     ``group``: one group instead of the average over all groups (the pairs of that group
     for agreement and kappa). ``data``: the fitted data, for agreement and kappa of a bare
     posterior (a Fit carries its own)."""
     draws, of_means, judges = similarity_matrices(fit, kind, group, chunk, data)
-    return pair_table(draws, of_means, judges, prob)
+    out = pair_table(draws, of_means, judges, prob)
+    out.attrs["kind"] = kind
+    return out
 
 
 def similarity_matrix(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,

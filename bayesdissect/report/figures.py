@@ -318,11 +318,16 @@ def plot_similarity(similarity: pd.DataFrame, order: Sequence[str] | None = None
     fig = Figure(figsize=(2 * side + 1.5, side), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     values = mat.to_numpy(float, copy=True)
+    kind = similarity.attrs.get("kind", "paper")
+    if kind in ("agreement", "kappa"):  # a judge with itself is not 1 for these: leave blank
+        np.fill_diagonal(values, np.nan)
     off = values[~np.eye(n, dtype=bool)]
     vmin = float(np.nanmin(off)) if off.size and np.isfinite(off).any() else 0.0
     vmin = min(0.9, float(np.floor(vmin * 10) / 10))  # contrast where the values lie
+    what = {"agreement": "predicted agreement", "kappa": "predicted kappa"}.get(
+        kind, "correlation")
     _heatmap(fig, ax1, values, labels, "viridis", vmin, 1.0,
-             "similarity (posterior mean of the correlation)" if column == "mean"
+             f"similarity (posterior mean of the {what})" if column == "mean"
              else f"similarity ({column})", "similarity", annotate)
     wmax = float(np.nanmax(wmat)) if np.isfinite(wmat).any() else 1.0
     _heatmap(fig, ax2, wmat, labels, "magma_r", 0.0, max(wmax, 1e-6),

@@ -35,6 +35,7 @@ class Findings:
     prob: float
     effects: pd.DataFrame
     similarity: pd.DataFrame | None = None
+    similarity_paper: pd.DataFrame | None = None
     clusters: Any = None
     contrasts: pd.DataFrame | None = None
     ppc: Any = None
@@ -115,13 +116,20 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
                      progress: Callable[[str], None] | None = None,
                      counterfactuals: bool = True) -> Findings:
     """Run the queries a report needs: effects at every level, contrasts with the
-    reference judge (human when present), similarity, clusters, (``checks``) PSIS-LOO
-    once and the posterior predictive checks on it (their calibration is leave-one-out)
-    and (``counterfactuals``) the what-if queries."""
+    reference judge (human when present), similarity (the default kind, agreement, when
+    the fit carries its data, else the paper's; ``similarity_paper`` the paper's kind
+    beside it), clusters on the same similarity, (``checks``) PSIS-LOO once and the
+    posterior predictive checks on it (their calibration is leave-one-out) and
+    (``counterfactuals``) the what-if queries."""
     from bayesdissect.model.fitted import as_posterior
-    from bayesdissect.queries.clusters import clusters
+    from bayesdissect.queries.clusters import cluster_matrices
     from bayesdissect.queries.effects import all_effects, contrast
-    from bayesdissect.queries.similarity import similarity
+    from bayesdissect.queries.similarity import (
+        DEFAULT_KIND,
+        pair_table,
+        similarity,
+        similarity_matrices,
+    )
     from bayesdissect.queries.weights import available_levels
 
     say = progress or (lambda _m: None)
@@ -140,10 +148,16 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
                                  for j in fit_judges if j != reference], ignore_index=True)
     if by_judge:
         say("similarity")
-        f.similarity = similarity(fit, prob=prob)
+        kind = DEFAULT_KIND if getattr(fit, "data", None) is not None else "paper"
+        draws, of_means, sim_judges = similarity_matrices(fit, kind)
+        f.similarity = pair_table(draws, of_means, sim_judges, prob)
+        f.similarity.attrs["kind"] = kind
+        f.similarity_paper = (f.similarity if kind == "paper"
+                              else similarity(fit, kind="paper", prob=prob))
         if len(fit_judges) >= 3:
             say("clusters")
-            f.clusters = clusters(fit, k=k)
+            f.clusters = cluster_matrices(draws, of_means, sim_judges, k, kind)
+        del draws
     if checks and getattr(fit, "data", None) is not None:
         from bayesdissect.queries.predictive import loo, ppc
 

@@ -195,10 +195,13 @@ def _figures(fit: Any, f: Findings, folder: Path, dpi: int) -> list[_Figure]:
             from scipy.cluster.hierarchy import leaves_list
 
             order = [f.clusters.judges[i] for i in leaves_list(f.clusters.linkage)]
+        what = ("the predicted agreement: how often two judges would choose the same "
+                "response on these pairs" if f.similarity.attrs.get("kind") == "agreement"
+                else "the paper's: correlation of weight vectors per group, averaged over "
+                "groups")
         save(plots.plot_similarity(f.similarity, order=order, prob=f.prob), "similarity.png",
-             "Judge similarity (the paper's: correlation of weight vectors per group, "
-             "averaged over groups), posterior mean per pair, ordered by the clustering; "
-             "right: the width of each credible interval.")
+             f"Judge similarity ({what}), posterior mean per pair, ordered by the "
+             "clustering; right: the width of each credible interval.")
         if f.clusters is not None:
             save(plots.plot_dendrogram(f.clusters.linkage, f.clusters.judges,
                                        f.clusters.coclustering, k=f.clusters.k),
@@ -255,7 +258,13 @@ def _write_tables(f: Findings, folder: Path) -> dict[str, str]:
     files["effects.csv"] = "property effects at every level"
     if f.similarity is not None:
         f.similarity.to_csv(folder / "similarity.csv", index=False)
-        files["similarity.csv"] = "similarity of every pair of judges with intervals"
+        files["similarity.csv"] = (f"similarity ({f.similarity.attrs.get('kind', 'paper')}) "
+                                   "of every pair of judges with intervals")
+        if f.similarity_paper is not None and f.similarity_paper is not f.similarity:
+            f.similarity_paper.to_csv(folder / "similarity_paper.csv", index=False)
+            files["similarity_paper.csv"] = ("the paper's similarity (correlation of weight "
+                                             "vectors) of every pair; of_means is the "
+                                             "paper's number")
     if f.clusters is not None:
         info = f.clusters.clusters.set_index("cluster")
         assign = f.clusters.assignments()

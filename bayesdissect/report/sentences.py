@@ -127,11 +127,20 @@ def contrast_sentences(contrasts: pd.DataFrame, reference: str, judges: Sequence
     return out
 
 
-def similarity_sentences(sim: pd.DataFrame, reference: str | None, prob: float) -> list[str]:
-    """Most/least similar pair overall and judges most/least similar to the reference."""
+def similarity_sentences(sim: pd.DataFrame, reference: str | None, prob: float,
+                         paper: pd.DataFrame | None = None) -> list[str]:
+    """What the similarity is, the most/least similar pair overall, the judges most/least
+    similar to the reference, and the paper's number beside it (``paper``: the paper
+    kind's table, where ``sim`` is another kind)."""
     out = []
     if sim.empty:
         return out
+    if sim.attrs.get("kind") == "agreement":
+        out.append("Similarity here is predicted agreement: the probability that two judges, "
+                   "each labelling these pairs as the model predicts it, choose the same "
+                   "response (bias and pair effects included); its intervals covered "
+                   "simulated truth of every shape tried, the paper's correlation's did not "
+                   "where true weights are sparse.")
     best, worst = sim.loc[sim["mean"].idxmax()], sim.loc[sim["mean"].idxmin()]
     out.append(f"The most similar pair of judges is {_j(best['judge_a'])} and "
                f"{_j(best['judge_b'])} (similarity {best['mean']:.2f}, {prob:.0%} interval "
@@ -150,11 +159,14 @@ def similarity_sentences(sim: pd.DataFrame, reference: str | None, prob: float) 
             out.append(f"Closest to {_j(reference)}: {_j(hi['judge'])} ({hi['mean']:.2f}, "
                        f"{_interval(hi['lower'], hi['upper'])}); farthest: {_j(lo['judge'])} "
                        f"({lo['mean']:.2f}, {_interval(lo['lower'], lo['upper'])})." + tie)
-    gap = float((sim["of_means"] - sim["mean"]).mean())
-    out.append(f"The paper's number (the similarity of posterior-mean weights) is on average "
-               f"{gap:+.2f} away from the posterior mean of the similarity: noise in each "
-               "draw pulls per-draw correlations towards zero, so both are reported in "
-               "similarity.csv.")
+    pap = sim if sim.attrs.get("kind", "paper") == "paper" else paper
+    if pap is not None and not pap.empty:
+        gap = float((pap["of_means"] - pap["mean"]).mean())
+        where = "similarity.csv" if pap is sim else "similarity_paper.csv"
+        out.append(f"The paper's number (the correlation of posterior-mean weight vectors) is "
+                   f"on average {gap:+.2f} away from the posterior mean of that correlation: "
+                   "noise in each draw pulls per-draw correlations towards zero, so both are "
+                   f"reported in {where}.")
     return out
 
 
@@ -439,7 +451,8 @@ def fill_sentences(fit: Any, f: Findings) -> None:
         f.sentences["contrasts"] = contrast_sentences(f.contrasts, f.reference, f.judges,
                                                       f.prob)
     if f.similarity is not None:
-        f.sentences["similarity"] = similarity_sentences(f.similarity, f.reference, f.prob)
+        f.sentences["similarity"] = similarity_sentences(f.similarity, f.reference, f.prob,
+                                                         f.similarity_paper)
         data = getattr(fit, "data", None)
         if f.reference == "human" and data is not None and "judge_size" in data.coords:
             keys = list(map(str, data["judge"].values))
