@@ -134,6 +134,16 @@ def test_pair_matrix_and_heatmap(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     pos = sorted(labels.index(plots.display_name(j)) for j in (best.judge_a, best.judge_b))
     assert pos[1] - pos[0] == 1
+    # an agreement table: a blank diagonal (a judge's agreement with itself is not 1) and
+    # colours spanning the band its values lie in, not 0.5-1
+    agr = sim.assign(**{c: 0.56 + 0.1 * (sim[c] - sim[c].min()) / np.ptp(sim["mean"])
+                        for c in ("mean", "lower", "upper")})
+    agr.attrs["kind"] = "agreement"
+    heat = [ax for ax in plots.plot_similarity(agr).axes if ax.images][0]
+    lo, hi = heat.images[0].get_clim()
+    assert 0.5 <= lo <= agr["lower"].min() and agr["upper"].max() <= hi <= 0.7
+    assert np.isnan(np.diag(heat.images[0].get_array().filled(np.nan))).all()
+    assert "agreement" in heat.get_title()
 
 
 def test_dendrogram_with_coclustering(tmp_path):

@@ -324,9 +324,14 @@ def plot_similarity(similarity: pd.DataFrame, order: Sequence[str] | None = None
     off = values[~np.eye(n, dtype=bool)]
     vmin = float(np.nanmin(off)) if off.size and np.isfinite(off).any() else 0.0
     vmin = min(0.9, float(np.floor(vmin * 10) / 10))  # contrast where the values lie
+    vmax = 1.0
+    if kind in ("agreement", "kappa") and np.isfinite(off).any():
+        # probabilities of agreeing span a narrow band (e.g. 0.52-0.64): colour that band
+        vmin = float(np.floor(np.nanmin(off) * 20) / 20)
+        vmax = max(float(np.ceil(np.nanmax(off) * 20) / 20), vmin + 0.05)
     what = {"agreement": "predicted agreement", "kappa": "predicted kappa"}.get(
         kind, "correlation")
-    _heatmap(fig, ax1, values, labels, "viridis", vmin, 1.0,
+    _heatmap(fig, ax1, values, labels, "viridis", vmin, vmax,
              f"similarity (posterior mean of the {what})" if column == "mean"
              else f"similarity ({column})", "similarity", annotate)
     wmax = float(np.nanmax(wmat)) if np.isfinite(wmat).any() else 1.0
