@@ -301,9 +301,10 @@ def similarity_matrices(fit: Any, kind: str = "paper", group: str | None = None,
 
 
 def pair_table(draws: np.ndarray, of_means: np.ndarray, judges: list[str],
-               prob: float = 0.9) -> pd.DataFrame:
+               prob: float = 0.9, kind: str = DEFAULT_KIND) -> pd.DataFrame:
     """One row per unordered pair a < b (dataset order): posterior mean, equal-tailed
-    interval at ``prob`` and the similarity of posterior means."""
+    interval at ``prob`` and the similarity of posterior means; the similarity ``kind`` of
+    the matrices in ``attrs["kind"]`` (figures and the report name it)."""
     if not 0.0 < prob < 1.0:
         raise BayesDissectError(f"--prob must lie strictly between 0 and 1, got {prob}")
     ia, ib = np.triu_indices(len(judges), k=1)
@@ -311,10 +312,12 @@ def pair_table(draws: np.ndarray, of_means: np.ndarray, judges: list[str],
     a = (1.0 - prob) / 2.0
     lo, hi = np.quantile(vals, [a, 1.0 - a], axis=0)
     jl = np.asarray(judges, dtype=object)
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "judge_a": jl[ia], "judge_b": jl[ib], "mean": vals.mean(0, dtype=np.float64),
         "lower": lo.astype(float), "upper": hi.astype(float), "of_means": of_means[ia, ib],
     }, columns=SIMILARITY_COLUMNS)
+    out.attrs["kind"] = kind
+    return out
 
 
 def similarity(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,
@@ -334,9 +337,7 @@ def similarity(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,
     for agreement and kappa). ``data``: the fitted data, for agreement and kappa of a bare
     posterior (a Fit carries its own)."""
     draws, of_means, judges = similarity_matrices(fit, kind, group, chunk, data)
-    out = pair_table(draws, of_means, judges, prob)
-    out.attrs["kind"] = kind
-    return out
+    return pair_table(draws, of_means, judges, prob, kind)
 
 
 def similarity_matrix(fit: Any, kind: str = DEFAULT_KIND, group: str | None = None,

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 
 from bayesdissect.data.catalogue import judge_info
 from bayesdissect.errors import BayesDissectError
+from bayesdissect.queries.similarity import PREDICTIVE_KINDS
 
 #: The judges of the paper's main figure.
 DEFAULT_JUDGES: tuple[str, ...] = ("human", "gpt-4-1106-preview")
@@ -319,16 +320,18 @@ def plot_similarity(similarity: pd.DataFrame, order: Sequence[str] | None = None
     ax1, ax2 = fig.subplots(1, 2)
     values = mat.to_numpy(float, copy=True)
     kind = similarity.attrs.get("kind", "paper")
-    if kind in ("agreement", "kappa"):  # a judge with itself is not 1 for these: leave blank
+    predictive = kind in PREDICTIVE_KINDS
+    if predictive:  # a judge with itself is not 1 for these: leave the diagonal blank
         np.fill_diagonal(values, np.nan)
     off = values[~np.eye(n, dtype=bool)]
-    vmin = float(np.nanmin(off)) if off.size and np.isfinite(off).any() else 0.0
-    vmin = min(0.9, float(np.floor(vmin * 10) / 10))  # contrast where the values lie
-    vmax = 1.0
-    if kind in ("agreement", "kappa") and np.isfinite(off).any():
-        # probabilities of agreeing span a narrow band (e.g. 0.52-0.64): colour that band
+    finite = off.size and np.isfinite(off).any()
+    if predictive and finite:
+        # predicted agreement spans a narrow band (e.g. 0.52-0.64): colour that band
         vmin = float(np.floor(np.nanmin(off) * 20) / 20)
         vmax = max(float(np.ceil(np.nanmax(off) * 20) / 20), vmin + 0.05)
+    else:  # correlations: up to 1, from a round value below the smallest
+        vmin = min(0.9, float(np.floor((np.nanmin(off) if finite else 0.0) * 10) / 10))
+        vmax = 1.0
     what = {"agreement": "predicted agreement", "kappa": "predicted kappa"}.get(
         kind, "correlation")
     _heatmap(fig, ax1, values, labels, "viridis", vmin, vmax,

@@ -150,14 +150,12 @@ def compute_findings(fit: Any, judges: Sequence[str] | None = None, *, prob: flo
         say("similarity")
         kind = DEFAULT_KIND if getattr(fit, "data", None) is not None else "paper"
         draws, of_means, sim_judges = similarity_matrices(fit, kind)
-        f.similarity = pair_table(draws, of_means, sim_judges, prob)
-        f.similarity.attrs["kind"] = kind
+        f.similarity = pair_table(draws, of_means, sim_judges, prob, kind)
         f.similarity_paper = (f.similarity if kind == "paper"
                               else similarity(fit, kind="paper", prob=prob))
         if len(fit_judges) >= 3:
             say("clusters")
             f.clusters = cluster_matrices(draws, of_means, sim_judges, k, kind)
-        del draws
     if checks and getattr(fit, "data", None) is not None:
         from bayesdissect.queries.predictive import loo, ppc
 
