@@ -11,7 +11,7 @@ Run it alone (the machine has 2 cores):
     python3 benchmarks/fit_full.py --device gpu      # JAX on the GPU (pip install -e ".[gpu]")
 
 Variants for the record: --param centered|noncentered (every hierarchical level),
---backend numba|jax, --adaptation diag|draw_diag|low_rank, --chains/--draws/--tune.
+--backend numba|jax, --adaptation diag|draw_diag|low_rank, --chains/--draws/--tune, --cores.
 """
 
 from __future__ import annotations
@@ -92,6 +92,8 @@ def main() -> int:
     ap.add_argument("--tune", type=int, default=None)
     ap.add_argument("--target-accept", type=float, default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cores", type=int, default=None,
+                    help="chains run at once (nutpie's cores; default: every chain at once)")
     ap.add_argument("--grad-evals", type=int, default=300,
                     help="gradient evaluations for the one-core gradient timing (0: skip)")
     ap.add_argument("--json", default=None, help="append the result line to this file")
@@ -124,6 +126,7 @@ def main() -> int:
         warnings.simplefilter("ignore")
         f = bd.fit(data, spec, sampler=args.sampler, chains=args.chains, draws=args.draws,
                    tune=args.tune, seed=args.seed, target_accept=args.target_accept,
+                   cores=args.cores,
                    backend=args.backend, adaptation=args.adaptation, progressbar=False,
                    float32=None if args.float32 is None else args.float32 == "on",
                    likelihood=args.likelihood)

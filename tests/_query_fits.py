@@ -1,6 +1,9 @@
 """One small real fit (hierarchical) and its misspecified rival (pooled) of simulated data
-with known truth, shared by every query test module in the test run (fitting once: the
-cache is process-wide, not per module), saved to files for the CLI tests.
+with known truth, shared by every query test module in the test run, saved to files for
+the CLI tests. They are fitted once per run: the cache is process-wide, and under
+pytest-xdist the workers share one folder (the first to take its lock fits and saves, the
+others wait and load); every worker uses the fits as loaded from those files, so no test
+depends on which worker fitted them.
 
 The data: 5 judges, 3 groups, 5 properties, 400 pairs, drawn from the hierarchical model
 (conftest.make_dataset) with real judge differences (sigma_judge = 1); judge 4 is made a
@@ -10,7 +13,9 @@ so its true weights and bias equal judge 1's.
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,10 +43,17 @@ def small_fits() -> dict[str, Any]:
         truth[key][TWIN] = truth[key][SOURCE]
     truth["bias"][TWIN] = truth["bias"][SOURCE]
     truth["p"][:, TWIN] = p_src
-    out = Path(tempfile.mkdtemp(prefix="bd-query-fits-"))
-    hier = bd.fit(data, "hierarchical", progressbar=False, warn=False, **SAMPLER)
-    pooled = bd.fit(data, "pooled", progressbar=False, warn=False, **SAMPLER)
-    hier.save(out / "hier.nc")
-    pooled.save(out / "pooled.nc")
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # one id per run, shared by its workers
+    out = (Path(tempfile.gettempdir()) / f"bd-query-fits-{run}" if run
+           else Path(tempfile.mkdtemp(prefix="bd-query-fits-")))
+    out.mkdir(exist_ok=True)
+    with open(out / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").exists():
+            for name, spec in (("hier", "hierarchical"), ("pooled", "pooled")):
+                bd.fit(data, spec, progressbar=False, warn=False, **SAMPLER).save(
+                    out / f"{name}.nc")
+            (out / "done").touch()
+    hier, pooled = bd.load_fit(out / "hier.nc"), bd.load_fit(out / "pooled.nc")
     return {"data": data, "truth": truth, "hier": hier, "pooled": pooled,
             "hier_path": str(out / "hier.nc"), "pooled_path": str(out / "pooled.nc")}

@@ -213,7 +213,7 @@ def test_parameterizations_leave_the_prior_exact(param: str) -> None:
     spec = load_spec("hierarchical")
     for lv in ("judge", "group", "cell"):
         spec = spec.replace_level(lv, parameterization=param)
-    fit = bd.fit(data, spec, chains=4, draws=1000, tune=500, seed=11, backend="jax",
+    fit = bd.fit(data, spec, chains=4, draws=500, tune=300, seed=11, backend="jax",
                  target_accept=0.9, progressbar=False, warn=False)
     assert fit.diagnostics["divergences"] == 0
     post = fit.posterior
