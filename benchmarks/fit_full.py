@@ -93,7 +93,7 @@ def main() -> int:
     ap.add_argument("--target-accept", type=float, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cores", type=int, default=None,
-                    help="chains run at once (nutpie's cores; default: every chain at once)")
+                    help="chains run at once (nutpie's cores; default: min(chains, CPUs), 2 here)")
     ap.add_argument("--grad-evals", type=int, default=300,
                     help="gradient evaluations for the one-core gradient timing (0: skip)")
     ap.add_argument("--json", default=None, help="append the result line to this file")
