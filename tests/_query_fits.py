@@ -1,9 +1,10 @@
 """One small real fit (hierarchical) and its misspecified rival (pooled) of simulated data
 with known truth, shared by every query test module in the test run, saved to files for
-the CLI tests. They are fitted once per run: the cache is process-wide, and under
-pytest-xdist the workers share one folder (the first to take its lock fits and saves, the
-others wait and load); every worker uses the fits as loaded from those files, so no test
-depends on which worker fitted them.
+the CLI tests. They are fitted once per run (the ``query_fits`` fixture of conftest.py):
+under pytest-xdist the workers share one folder in the run's pytest temporary directory,
+which pytest prunes after a few runs (the first worker to take its lock fits and saves,
+the others wait and load); every worker uses the fits as loaded from those files, so no
+test depends on which worker fitted them.
 
 The data: 5 judges, 3 groups, 5 properties, 400 pairs, drawn from the hierarchical model
 (conftest.make_dataset) with real judge differences (sigma_judge = 1); judge 4 is made a
@@ -14,9 +15,6 @@ so its true weights and bias equal judge 1's.
 from __future__ import annotations
 
 import fcntl
-import functools
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +27,9 @@ TWIN, SOURCE = 4, 1
 SAMPLER = {"sampler": "numpyro", "chains": 2, "draws": 300, "tune": 300, "seed": 11}
 
 
-@functools.lru_cache(maxsize=1)
-def small_fits() -> dict[str, Any]:
-    """{"data", "truth", "hier", "pooled", "hier_path", "pooled_path"}."""
+def small_fits(out: Path) -> dict[str, Any]:
+    """{"data", "truth", "hier", "pooled", "hier_path", "pooled_path"}, the fits saved in
+    (or, when another process saved them first, loaded from) the folder ``out``."""
     import bayesdissect as bd
 
     data, truth = make_dataset(n_judges=5, n_groups=3, n_pairs=400, n_properties=5, seed=7,
@@ -43,10 +41,7 @@ def small_fits() -> dict[str, Any]:
         truth[key][TWIN] = truth[key][SOURCE]
     truth["bias"][TWIN] = truth["bias"][SOURCE]
     truth["p"][:, TWIN] = p_src
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # one id per run, shared by its workers
-    out = (Path(tempfile.gettempdir()) / f"bd-query-fits-{run}" if run
-           else Path(tempfile.mkdtemp(prefix="bd-query-fits-")))
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "done").exists():

@@ -12,6 +12,8 @@ or through the ``make_data`` fixture (the same function).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -96,6 +98,34 @@ def make_dataset(
     truth = {"mu": mu, "judge_offset": judge_off, "group_offset": group_off,
              "cell_offset": cell_off, "w": w, "bias": bias, "group_index": gidx, "p": p}
     return data, truth
+
+
+def light_spec(parameterization: str = "noncentered", backend: str | None = None,
+               name: str = "light") -> dict:
+    """The smallest hierarchical spec, as the dict ``parse_spec`` takes: a global weight,
+    zero-sum judge offsets (``parameterization``) and a judge bias. Tests that fit for the
+    machinery, not the model, use it: it compiles in seconds where the default spec takes
+    a minute. ``backend`` sets the sampler's back end (nutpie JAX compiles fastest here)."""
+    spec = {"name": name, "levels": {
+        "mu": {"prior": "normal", "scale": 1.0},
+        "judge": {"sigma_prior": "halfnormal", "sigma_scale": 0.5,
+                  "parameterization": parameterization, "zero_sum": True},
+        "bias": {"prior": "normal", "scale": 0.5}}}
+    if backend:
+        spec["sampler"] = {"backend": backend}
+    return spec
+
+
+@pytest.fixture(scope="session")
+def query_fits(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The small real fits of ``_query_fits.py``, made once per test run: under
+    pytest-xdist in the folder all workers of the run share (the parent of each worker's
+    base temporary directory)."""
+    from _query_fits import small_fits
+
+    base = tmp_path_factory.getbasetemp()
+    return small_fits((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+                      / "query-fits")
 
 
 @pytest.fixture

@@ -93,10 +93,10 @@ def test_fast_cut_matches_scipy_public_api() -> None:
 
 
 # ------------------------------------------------------------------ a real small fit
-def test_real_fit_twin_lands_in_its_judges_cluster() -> None:
-    from _query_fits import SOURCE, TWIN, small_fits
+def test_real_fit_twin_lands_in_its_judges_cluster(query_fits: dict) -> None:
+    from _query_fits import SOURCE, TWIN
 
-    f = small_fits()
+    f = query_fits
     res = clusters(f["hier"])
     assert res.labels[SOURCE] == res.labels[TWIN]
     assert res.coclustering.values[SOURCE, TWIN] >= 0.8

@@ -125,10 +125,8 @@ def test_contrast_known_difference_and_order() -> None:
 
 
 # ------------------------------------------------------------------ a real small fit
-def test_real_fit_intervals_cover_the_truth() -> None:
-    from _query_fits import small_fits
-
-    f = small_fits()
+def test_real_fit_intervals_cover_the_truth(query_fits: dict) -> None:
+    f = query_fits
     truth = f["truth"]
     judge = effects(f["hier"], "judge", prob=0.9)
     true_j = truth["w"].mean(1).ravel()  # judge averaged over groups; dataset order

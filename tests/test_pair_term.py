@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import light_spec
 
 import bayesdissect as bd
 from bayesdissect.data.simulate import simulate
@@ -28,12 +29,7 @@ from bayesdissect.queries.whatif import explain, whatif
 
 PAIR_SD = 1.0
 # A small spec so four NUTS fits stay within seconds: global + judge weights, bias.
-LIGHT = {"name": "light", "levels": {
-    "mu": {"prior": "normal", "scale": 1.0},
-    "judge": {"sigma_prior": "halfnormal", "sigma_scale": 0.5,
-              "parameterization": "noncentered", "zero_sum": True},
-    "bias": {"prior": "normal", "scale": 0.5}},
-    "sampler": {"backend": "jax"}}  # nutpie JAX: compiles in ~1-3 s here, numba in 7-13 s
+LIGHT = light_spec(backend="jax")  # nutpie JAX: compiles in ~1-3 s here, numba in 7-13 s
 PAIR = {"sigma_prior": "halfnormal", "sigma_scale": 1.0}
 
 

@@ -161,12 +161,11 @@ def test_specs_without_a_population_of_judges() -> None:
         effects(post, "judge", judges=["judge0"], population=True)
 
 
-def test_cli_population_on_a_saved_fit(capsys: pytest.CaptureFixture) -> None:
-    from _query_fits import small_fits
-
+def test_cli_population_on_a_saved_fit(capsys: pytest.CaptureFixture,
+                                       query_fits: dict) -> None:
     from bayesdissect.cli.main import main
 
-    fits = small_fits()
+    fits = query_fits
     outs = []
     for _ in range(2):
         code = main(["effects", fits["hier_path"], "--population", "--seed", "4",

@@ -181,10 +181,8 @@ def test_compare_models_rejects_different_data(setup) -> None:
 
 
 # ------------------------------------------------------------------ real small fits
-def test_real_fits_pooled_is_flagged_and_loses() -> None:
-    from _query_fits import small_fits
-
-    f = small_fits()
+def test_real_fits_pooled_is_flagged_and_loses(query_fits: dict) -> None:
+    f = query_fits
     good, bad = ppc(f["hier"]), ppc(f["pooled"])
     assert good.agreement.flag.sum() <= 2
     assert bad.agreement.flag.sum() >= good.agreement.flag.sum() + 3
@@ -195,10 +193,8 @@ def test_real_fits_pooled_is_flagged_and_loses() -> None:
     assert -table.elpd_diff.iloc[1] > 3 * table.se_diff.iloc[1]
 
 
-def test_real_fit_loo_matches_arviz_on_brute_force_loglik() -> None:
-    from _query_fits import small_fits
-
-    f = small_fits()
+def test_real_fit_loo_matches_arviz_on_brute_force_loglik(query_fits: dict) -> None:
+    f = query_fits
     post = f["hier"].posterior
     data = f["data"]
     groups = sorted(set(data.group.values.tolist()))

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from _query_fits import small_fits
 
 from bayesdissect.cli.main import main
 from bayesdissect.queries.effects import EFFECT_COLUMNS
@@ -18,8 +17,8 @@ from bayesdissect.queries.similarity import SIMILARITY_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def fits() -> dict:
-    return small_fits()
+def fits(query_fits: dict) -> dict:
+    return query_fits
 
 
 def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from conftest import make_dataset
+from conftest import light_spec, make_dataset
 
 import bayesdissect as bd
 from bayesdissect.model.sample import as_float32
@@ -41,11 +41,7 @@ def test_pymc_sampler_float32_fit_with_mixed_draw_dtypes() -> None:
     data, _ = make_dataset(10, 3, 200, 4, seed=0)  # the judge level radial (n >= 8)
     # global + radial judge weights + bias: the smallest graph with a radial level, as
     # PyMC's sampler compiles it to C (the full default spec took ~60 s on a cold cache)
-    spec = parse_spec({"name": "light-radial", "levels": {
-        "mu": {"prior": "normal", "scale": 1.0},
-        "judge": {"sigma_prior": "halfnormal", "sigma_scale": 0.5,
-                  "parameterization": "radial", "zero_sum": True},
-        "bias": {"prior": "normal", "scale": 0.5}}})
+    spec = parse_spec(light_spec("radial", name="light-radial"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = bd.fit(data, spec, sampler="pymc", float32=True, chains=1, draws=10,

@@ -95,10 +95,10 @@ def test_paper_spec_and_errors() -> None:
 
 
 # ------------------------------------------------------------------ a real small fit
-def test_real_fit_twin_is_most_similar_and_truth_covered() -> None:
-    from _query_fits import SOURCE, TWIN, small_fits
+def test_real_fit_twin_is_most_similar_and_truth_covered(query_fits: dict) -> None:
+    from _query_fits import SOURCE, TWIN
 
-    f = small_fits()
+    f = query_fits
     df = similarity(f["hier"], kind="paper")
     judges = [str(j) for j in f["data"].judge.values]
     a, b = judges[SOURCE], judges[TWIN]
