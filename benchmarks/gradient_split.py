@@ -3,10 +3,10 @@
 Times jax.value_and_grad of, on the bundled full-size data in float32 (as nutpie's JAX
 path runs it): the whole model's log density; its prior terms only; its likelihood term
 only; a linear functional of the offsets (what building them from the sampled
-coordinates costs, forward and backward); the same likelihood written directly in JAX
-(jax.nn.log_sigmoid per group block); and that JAX likelihood with the log-sigmoid
-replaced by a square (what the 11 group matrix products and the sums cost without the
-transcendental functions). The variants are interleaved over --rounds rounds, each the
+coordinates costs, forward and backward: all levels, then each alone); the same likelihood
+written directly in JAX (jax.nn.log_sigmoid per group block); and that JAX likelihood with
+the log-sigmoid replaced by a square (what the 11 group matrix products and the sums cost
+without the transcendental functions). The variants are interleaved over --rounds rounds, each the
 median of --n calls, so a machine whose speed drifts shows as spread, not as a difference.
 
     python3 benchmarks/gradient_split.py
@@ -69,6 +69,14 @@ def main() -> int:
                                outputs=m.replace_rvs_by_values([lin]))
         fns["model: offsets from coordinates only"] = (
             jax.jit(jax.value_and_grad(lambda a, f=f: f(*a)[0])), (xs,))
+        for d in m.deterministics:  # each level's offsets alone
+            if d.name.endswith(("offset", "effect")):
+                one = pt.sum(pt.constant(rng_c.normal(size=tuple(d.shape.eval()))
+                                         .astype("float32")) * d)
+                f = get_jaxified_graph(inputs=m.value_vars,
+                                       outputs=m.replace_rvs_by_values([one]))
+                fns[f"model: {d.name} only"] = (
+                    jax.jit(jax.value_and_grad(lambda a, f=f: f(*a)[0])), (xs,))
 
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     rng = np.random.default_rng(0)

@@ -626,13 +626,16 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
         if spec.has("w_cell"):
             wc, _ = _offset(spec.levels["w_cell"])
             w = w + wc
-        w = pt.broadcast_to(w, (n_j, n_g, n_k))
+        # the likelihood in floatX: radial levels compute their offsets in float64, which
+        # would otherwise carry every product and log-sigmoid over the labels to float64
+        w = pt.cast(pt.broadcast_to(w, (n_j, n_g, n_k)), floatx)
         bias = None
         if spec.has("bias"):
             lv = spec.levels["bias"]
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
         # (pairs sorted,) pair effects, shared by every judge's logit on the pair
         u = _pair_term(spec.levels["pair"], md, radial) if spec.has("pair") else None
+        u = None if u is None else pt.cast(u, floatx)
         if likelihood == "potential":
             # one product and one masked log-sigmoid sum per group; no concatenation
             total = 0.0
