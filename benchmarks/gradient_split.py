@@ -47,36 +47,31 @@ def main() -> int:
     md = prepare_data(data)
     fns: dict[str, tuple] = {}
     with pytensor.config.change_flags(floatX="float32"):
+        import pytensor.tensor as pt
+
         m = freeze_dims_and_data(build_model(load_spec(args.model), data,
                                              likelihood="potential"))
         start = m.initial_point()
         xs = [np.asarray(start[v.name]) for v in m.value_vars]
-        for label, terms in (("model: whole log density", None),
-                             ("model: prior terms only", m.free_RVs),
-                             ("model: likelihood only", list(m.potentials))):
-            lp = m.logp() if terms is None else m.logp(vars=terms)
-            f = get_jaxified_graph(inputs=m.value_vars, outputs=[lp])
-            fns[label] = (jax.jit(jax.value_and_grad(lambda a, f=f: f(*a)[0])), (xs,))
-        # a fixed linear functional of the offsets: the cost of building them from the
-        # sampled coordinates (zero-sum and radial transforms) and of its backward pass
-        import pytensor.tensor as pt
 
+        def model_grad(out):  # noqa: ANN001, ANN202
+            """jax value_and_grad of a scalar graph of the model, over its value vars."""
+            f = get_jaxified_graph(inputs=m.value_vars,
+                                   outputs=m.replace_rvs_by_values([out]))
+            return jax.jit(jax.value_and_grad(lambda a: f(*a)[0])), (xs,)
+
+        fns["model: whole log density"] = model_grad(m.logp())
+        fns["model: prior terms only"] = model_grad(m.logp(vars=m.free_RVs))
+        fns["model: likelihood only"] = model_grad(m.logp(vars=list(m.potentials)))
+        # fixed linear functionals of the offsets: the cost of building them from the
+        # sampled coordinates (zero-sum and radial transforms) and of its backward pass
         rng_c = np.random.default_rng(1)
-        lin = sum(pt.sum(pt.constant(rng_c.normal(size=tuple(d.shape.eval()))
-                                     .astype("float32")) * d)
-                  for d in m.deterministics if d.name.endswith(("offset", "effect")))
-        f = get_jaxified_graph(inputs=m.value_vars,
-                               outputs=m.replace_rvs_by_values([lin]))
-        fns["model: offsets from coordinates only"] = (
-            jax.jit(jax.value_and_grad(lambda a, f=f: f(*a)[0])), (xs,))
-        for d in m.deterministics:  # each level's offsets alone
-            if d.name.endswith(("offset", "effect")):
-                one = pt.sum(pt.constant(rng_c.normal(size=tuple(d.shape.eval()))
-                                         .astype("float32")) * d)
-                f = get_jaxified_graph(inputs=m.value_vars,
-                                       outputs=m.replace_rvs_by_values([one]))
-                fns[f"model: {d.name} only"] = (
-                    jax.jit(jax.value_and_grad(lambda a, f=f: f(*a)[0])), (xs,))
+        per_level = {d.name: pt.sum(pt.constant(rng_c.normal(size=tuple(d.shape.eval()))
+                                                .astype("float32")) * d)
+                     for d in m.deterministics if d.name.endswith(("offset", "effect"))}
+        fns["model: offsets from coordinates only"] = model_grad(sum(per_level.values()))
+        for name, one in per_level.items():  # each level's offsets alone
+            fns[f"model: {name} only"] = model_grad(one)
 
     n_j, n_g, n_k = len(md.judges), len(md.groups), len(md.properties)
     rng = np.random.default_rng(0)

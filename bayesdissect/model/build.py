@@ -634,8 +634,8 @@ def build_model(spec: ModelSpec | str, data: xr.Dataset, *,
             lv = spec.levels["bias"]
             bias = _prior("bias", lv.prior, 0.0, lv.scale, lv.nu, ("judge",))
         # (pairs sorted,) pair effects, shared by every judge's logit on the pair
-        u = _pair_term(spec.levels["pair"], md, radial) if spec.has("pair") else None
-        u = None if u is None else pt.cast(u, floatx)
+        u = (pt.cast(_pair_term(spec.levels["pair"], md, radial), floatx)
+             if spec.has("pair") else None)
         if likelihood == "potential":
             # one product and one masked log-sigmoid sum per group; no concatenation
             total = 0.0
