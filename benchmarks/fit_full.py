@@ -11,7 +11,8 @@ Run it alone (the machine has 2 cores):
     python3 benchmarks/fit_full.py --device gpu      # JAX on the GPU (pip install -e ".[gpu]")
 
 Variants for the record: --param centered|noncentered (every hierarchical level),
---backend numba|jax, --adaptation diag|draw_diag|low_rank, --chains/--draws/--tune, --cores.
+--backend numba|jax, --adaptation diag|draw_diag|low_rank, --chains/--draws/--tune, --cores,
+--min-draws N (sample until converged from N draws; 0: exactly --draws).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> int:
     ap.add_argument("--chains", type=int, default=None)
     ap.add_argument("--draws", type=int, default=None)
     ap.add_argument("--tune", type=int, default=None)
+    ap.add_argument("--min-draws", type=int, default=None,
+                    help="sample until converged from this many draws (0: exactly --draws)")
     ap.add_argument("--target-accept", type=float, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cores", type=int, default=None,
@@ -129,7 +132,7 @@ def main() -> int:
                    cores=args.cores,
                    backend=args.backend, adaptation=args.adaptation, progressbar=False,
                    float32=None if args.float32 is None else args.float32 == "on",
-                   likelihood=args.likelihood)
+                   likelihood=args.likelihood, min_draws=args.min_draws)
     d = f.diagnostics
     if args.save:
         f.save(args.save)
@@ -147,13 +150,13 @@ def main() -> int:
         **{k: (round(d[k], 4) if isinstance(d.get(k), float) else d.get(k)) for k in (
             "compile_seconds", "tune_seconds", "draw_seconds", "sampling_seconds",
             "total_seconds", "grad_evals_tune", "grad_evals_draw", "grad_evals_per_second",
-            "mean_steps_per_draw", "step_size", "max_treedepth_hits", "max_rhat",
+            "draws", "mean_steps_per_draw", "step_size", "max_treedepth_hits", "max_rhat",
             "min_ess_bulk", "min_ess_tail", "min_ess_bulk_per_second", "divergences",
             "diagnostics_seconds")},
         "worst_ess_bulk": d["worst_ess_bulk"][:3],
         "worst_rhat": d["worst_rhat"][:3],
         "converged": bool(d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400
-                          and d["divergences"] == 0),
+                          and d["min_ess_tail"] >= 400 and d["divergences"] == 0),
         "peak_mib": round(peak_mib),
         "loadavg": os.getloadavg(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

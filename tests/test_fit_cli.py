@@ -64,6 +64,7 @@ def test_fit_then_check_json_and_table(data_csv, tmp_path, capsys) -> None:
     (["--sampler", "emcee"], "unknown sampler"),
     (["--chains", "0"], "--chains"),
     (["--draws", "many"], "--draws"),
+    (["--min-draws", "-1"], "--min-draws"),
     (["--target-accept", "2"], "--target-accept"),
 ])
 def test_bad_arguments_one_line_exit_2_and_nothing_overwritten(data_csv, tmp_path, capsys,

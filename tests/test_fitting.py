@@ -167,6 +167,7 @@ def test_same_seed_same_draws_and_subsets(tmp_path) -> None:
     ({"sampler": "blackjax"}, "blackjax"),
     ({"model": "nosuch"}, "unknown model"),
     ({"chains": 0}, "chains"),
+    ({"min_draws": -1}, "min-draws"),
     ({"target_accept": 1.5}, "target-accept"),
 ])
 def test_bad_fit_arguments_raise_one_line(kwargs: dict, needle: str) -> None:

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chains", default=None, metavar="N", help="number of chains")
     p.add_argument("--draws", default=None, metavar="N", help="draws per chain after tuning")
     p.add_argument("--tune", default=None, metavar="N", help="tuning steps per chain")
+    p.add_argument("--min-draws", default=None, metavar="N",
+                   help="nutpie: sample until converged (R-hat <= 1.01, ESS >= 400), checked "
+                        "from N draws per chain on, --draws at most (default: from the spec; "
+                        "0: exactly --draws)")
     p.add_argument("--seed", default=None, metavar="S", help="random seed (same seed, same "
                    "draws)")
     p.add_argument("--target-accept", default=None, metavar="P",
@@ -111,12 +115,15 @@ def _fit(args: argparse.Namespace) -> int:
     chains = _int_arg(args.chains, "--chains", 1)
     draws = _int_arg(args.draws, "--draws", 1)
     tune = _int_arg(args.tune, "--tune", 0)
+    min_draws = _int_arg(args.min_draws, "--min-draws", 0)
     seed = _int_arg(args.seed, "--seed", 0)
     folds = _int_arg(args.folds, "--folds", 2)
     thin = _int_arg(args.thin, "--thin", 1) or 1
-    if thin > (draws or spec.sampler.draws):  # said before sampling, not after
-        raise BayesDissectError(f"--thin: expected at most the {draws or spec.sampler.draws} "
-                                f"draws per chain, got {thin}")
+    first_check = spec.sampler.min_draws if min_draws is None else min_draws
+    fewest = min(draws or spec.sampler.draws, first_check or sys.maxsize)  # draws kept, at least
+    if thin > fewest:  # said before sampling, not after
+        raise BayesDissectError(f"--thin: expected at most the {fewest} draws per chain, got "
+                                f"{thin}")
     compress = _int_arg(args.compress, "--compress", 0) or 0
     if compress > 9:
         raise BayesDissectError(f"--compress: expected a zlib level 0-9, got {compress}")
@@ -145,7 +152,7 @@ def _fit(args: argparse.Namespace) -> int:
                          judges=args.judges, groups=args.groups, subset=args.subset,
                          progressbar=not args.quiet and sys.stderr.isatty(),
                          backend=args.backend, initvals=init, folds=folds,
-                         cell_groups=args.cell_groups)
+                         cell_groups=args.cell_groups, min_draws=min_draws)
         except BayesDissectError as exc:
             if str(exc).startswith("initvals:"):  # the library's name for --init
                 raise BayesDissectError("--init:" + str(exc)[len("initvals:"):]) from None

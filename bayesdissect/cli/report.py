@@ -111,7 +111,10 @@ def _demo(args: argparse.Namespace) -> int:
     n_j = len(judges) if judges else len(available)
     scope = (f"{n_j} of {len(available)} judges ({', '.join(judges)})" if judges
              and n_j < len(available) else f"all {len(available)} judges")
-    draws = f"{sampling['chains']} chains x {sampling['draws']} draws ({sampling['tune']} tuning)"
+    early = spec.sampler.min_draws or 0
+    n_draws = (f"{early}-{sampling['draws']} draws (until converged)"
+               if 0 < early < sampling["draws"] else f"{sampling['draws']} draws")
+    draws = f"{sampling['chains']} chains x {n_draws}, {sampling['tune']} tuning"
     n_groups = len(set(map(str, data["group"].values)))
     _say(args, f"bayesdissect demo: SIMULATED data bundled with the package "
                f"({data.sizes['pair']:,} pairs, {n_groups} groups).\n"

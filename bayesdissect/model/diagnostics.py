@@ -343,6 +343,27 @@ def convergence_datasets(posterior: xr.Dataset, threads: int | None = None
                  for k in ("rhat", "ess_bulk", "ess_tail"))
 
 
+def failing_elements(posterior: xr.Dataset, only: dict[str, np.ndarray] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """The elements (flat indices per variable, chain and draw first) whose R-hat is above
+    RHAT_MAX or whose bulk or tail ESS is below ESS_MIN; empty when the draws meet the bar
+    (NaN, e.g. a constant element, is not held against it). ``only`` checks just those
+    elements: the cheap first look of sampling until converged (``fit``'s ``min_draws``)."""
+    out: dict[str, np.ndarray] = {}
+    for name, da in posterior.data_vars.items():
+        if only is not None and name not in only:
+            continue
+        rest = [d for d in da.dims if d not in ("chain", "draw")]
+        x = np.asarray(da.transpose("chain", "draw", *rest).values)
+        x = x.reshape(*x.shape[:2], -1)
+        idx = np.arange(x.shape[2]) if only is None else only[name]
+        c = convergence_arrays(x[:, :, idx])
+        bad = (c["rhat"] > RHAT_MAX) | (c["ess_bulk"] < ESS_MIN) | (c["ess_tail"] < ESS_MIN)
+        if bad.any():
+            out[name] = idx[bad]
+    return out
+
+
 def compute_diagnostics(posterior: xr.Dataset, sample_stats: xr.Dataset,
                         timings: dict[str, float] | None = None,
                         warmup_stats: xr.Dataset | None = None) -> dict[str, Any]:

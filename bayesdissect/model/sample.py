@@ -10,6 +10,7 @@ sampler's DataTree (with warm-up groups) and its compile / sampling times.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 import warnings
@@ -21,10 +22,21 @@ import xarray as xr
 from bayesdissect.data.subset import name_list, subset_data
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import INTERNAL_PREFIXES, build_model
-from bayesdissect.model.diagnostics import compute_diagnostics, standard_stats, warn_if_unconverged
+from bayesdissect.model.diagnostics import (
+    compute_diagnostics,
+    failing_elements,
+    standard_stats,
+    warn_if_unconverged,
+)
 from bayesdissect.model.fitted import Fit, load_fit, narrow_floats, netcdf_safe
 from bayesdissect.model.specs import DEFAULT_MODEL, SAMPLERS, ModelSpec, load_spec
 from bayesdissect.model.warmstart import warm_start
+
+log = logging.getLogger("bayesdissect")
+#: sampling until converged: the growth of the draws between two checks (each costs a copy
+#: of the trace, ~8 s at full size), and the seconds between polls of the chains' progress
+CHECK_GROWTH = 1.25
+POLL_SECONDS = 0.5
 
 
 def _check_sampler(name: str) -> None:
@@ -49,8 +61,8 @@ def _keep_vars(model: Any) -> list[str]:
 
 def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
                    target_accept: float, progressbar: bool, backend: str, adaptation: str,
-                   cores: int | None, start: tuple[dict[str, np.ndarray], list[str]] | None = None
-                   ) -> tuple[xr.DataTree, dict[str, float]]:
+                   cores: int | None, start: tuple[dict[str, np.ndarray], list[str]] | None = None,
+                   min_draws: int | None = None) -> tuple[xr.DataTree, dict[str, float]]:
     import nutpie
 
     t0 = time.perf_counter()
@@ -74,11 +86,74 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
                   jitter_rvs={rv for rv in model.free_RVs if rv.name in unset})
     compiled = nutpie.compile_pymc_model(model, var_names=_keep_vars(model), **kw)
     t1 = time.perf_counter()
-    tree = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                         cores=cores, target_accept=target_accept, progress_bar=progressbar,
-                         adaptation=adaptation, save_warmup=True)
+    args = dict(draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
+                target_accept=target_accept, progress_bar=progressbar, adaptation=adaptation,
+                save_warmup=True)
+    if min_draws is None or min_draws >= draws:
+        tree = nutpie.sample(compiled, **args)
+    else:
+        # every chain at once: nutpie runs ``cores`` chains at a time, each to its end, so
+        # with fewer cores than chains the first ones would always draw all ``draws``
+        args["cores"] = cores or chains
+        done = [0] * chains  # draws after tuning per chain, from nutpie's progress thread
+
+        def progress(chain_progress: list[Any]) -> None:
+            for i, c in enumerate(chain_progress):
+                done[i] = max(0, int(c.finished_draws) - tune)
+
+        run = nutpie.sample(compiled, blocking=False, progress_callback=progress, **args)
+        tree = _until_converged(run, done, min_draws, _keep_vars(model))
     t2 = time.perf_counter()
     return tree, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
+
+
+def _common_draws(tree: xr.DataTree) -> xr.DataTree:
+    """``tree`` with its posterior and sample_stats cut to the draws every chain has (a
+    stopped nutpie run pads the chains behind with NaN)."""
+    lp = np.asarray(tree["sample_stats"]["logp"].values, float)
+    n = int(np.isfinite(lp).sum(axis=1).min())
+    groups = {path: node.to_dataset() for path, node in tree.subtree_with_keys}
+    for g in ("posterior", "sample_stats"):
+        groups[g] = groups[g].isel(draw=slice(0, n))
+    return xr.DataTree.from_dict({k: v for k, v in groups.items() if k != "."})
+
+
+def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
+                     ) -> xr.DataTree:
+    """Wait for nutpie's background ``run``; once every chain has ``min_draws`` draws, and
+    each time the draws have grown by ``CHECK_GROWTH`` after that, check the draws so far
+    of the saved variables ``keep`` against the convergence bar and stop at the first check
+    they meet, keeping the draws every chain has. A check first looks only at the elements
+    that failed the last full one; without a passing check the run ends at its ``draws``,
+    as a fixed-length one. (The sampled helpers are not judged: a signed radial size is
+    two-signed by design, so its R-hat says nothing.)"""
+
+    def finished() -> bool:  # nutpie's is_finished raises TimeoutError while it runs
+        try:
+            return bool(run.is_finished)
+        except TimeoutError:
+            return False
+
+    next_check, failed = min_draws, None
+    while not finished():
+        time.sleep(POLL_SECONDS)
+        if min(done) < next_check:
+            continue
+        t0 = time.perf_counter()
+        post = _common_draws(run.inspect())["posterior"].to_dataset()
+        post = post[[v for v in keep if v in post]]
+        n = int(post.sizes["draw"])
+        if failed:  # what failed the last check, first: while any of it fails, enough
+            failed = failing_elements(post, only=failed)
+        if not failed:
+            failed = failing_elements(post)
+        del post
+        log.info("convergence check at %d draws per chain (%.1f s): %d elements short of "
+                 "the bar", n, time.perf_counter() - t0, sum(map(len, failed.values())))
+        if not failed:
+            return _common_draws(run.abort())
+        next_check = max(n + 1, int(np.ceil(CHECK_GROWTH * n)))
+    return _common_draws(run.wait())
 
 
 def _jax_x64_enabled() -> bool:
@@ -183,6 +258,7 @@ def fit(
     initvals: Fit | dict[str, Any] | str | os.PathLike[str] | None = None,
     folds: int | None = None,
     cell_groups: str = "scenarios",
+    min_draws: int | None = None,
 ) -> Fit:
     """Fit ``model`` (a spec name, a spec TOML path or a ModelSpec) to ``data``.
 
@@ -199,6 +275,16 @@ def fit(
     with float64 sums (about 2.5x faster gradients in JAX). ``likelihood``: ``"potential"``
     (one masked log-sigmoid sum per group, fastest) or ``"observed"`` (an observed ``y``
     variable over the observed labels, for PyMC's own predictive tools).
+
+    ``min_draws`` (default: the spec's ``sampler.min_draws``; nutpie only): sample until
+    converged. Once every chain has ``min_draws`` draws, and each time the draws have
+    grown by a quarter after that, the draws so far are checked against the convergence
+    bar (R-hat <= 1.01, bulk and tail ESS >= 400 on every saved parameter) and sampling
+    stops at the first check they meet; ``draws`` is then the most per chain.
+    ``min_draws`` of 0, or at least ``draws``, draws exactly ``draws``. Each check costs a
+    copy of the trace (~8 s at full size). Stopping at the first passing check makes the
+    diagnostics slightly optimistic (a noisy R-hat is caught on a low), so the bar should
+    be read as met, not exceeded with margin.
 
     ``initvals`` (a previous ``Fit``, the path of a saved one, or a dict {posterior
     variable: array or DataArray}) warm-starts every chain at that point (a Fit: its
@@ -232,7 +318,9 @@ def fit(
     tune = int(tune if tune is not None else spec.sampler.tune)
     target_accept = float(target_accept if target_accept is not None
                           else spec.sampler.target_accept)
-    for name, val, lo in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
+    min_draws = int(min_draws if min_draws is not None else spec.sampler.min_draws or 0)
+    for name, val, lo in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0),
+                          ("min-draws", min_draws, 0)):
         if val < lo:
             raise BayesDissectError(f"--{name}: expected an integer >= {lo}, got {val}")
     if not 0 < target_accept < 1:
@@ -284,7 +372,8 @@ def fit(
             tree, timings = _sample_nutpie(pm_model, draws=draws, tune=tune, chains=chains,
                                            seed=seed, target_accept=target_accept,
                                            progressbar=progressbar, backend=backend,
-                                           adaptation=adaptation, cores=cores, start=start)
+                                           adaptation=adaptation, cores=cores, start=start,
+                                           min_draws=min_draws or None)
         else:
             tree, timings = _sample_pymc(pm_model, sampler, draws=draws, tune=tune,
                                          chains=chains, seed=seed,
@@ -311,7 +400,9 @@ def fit(
     out = {"posterior": post, "sample_stats": stats}
     if keep_warmup and warm is not None and "warmup_posterior" in tree.children:
         out.update(warmup_posterior=draws_of("warmup_posterior"), warmup_sample_stats=warm)
+    early = sampler == "nutpie" and 0 < min_draws < draws
     settings = {"sampler": sampler, "chains": chains, "draws": draws, "tune": tune,
+                "min_draws": min_draws if early else None,
                 "seed": seed, "target_accept": target_accept, "backend": backend,
                 "float32": float32, "likelihood": likelihood,
                 "adaptation": adaptation, "judges": name_list(judges),

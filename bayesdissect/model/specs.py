@@ -91,7 +91,7 @@ SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "percell")
 _LEVEL_KEYS = {"on", "prior", "scale", "nu", "sigma_prior", "sigma_scale", "sigma_per_property",
                "parameterization", "zero_sum", "offsets", "offset_nu"}
 _SAMPLER_KEYS = {"name", "chains", "draws", "tune", "target_accept", "backend", "adaptation",
-                 "float32"}
+                 "float32", "min_draws"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ class SamplerDefaults:
     backend: str = "numba"  # nutpie compile backend: numba or jax
     adaptation: str = "diag"  # nutpie mass-matrix adaptation: diag, draw_diag, low_rank
     float32: bool = True  # single-precision log density (float64 sums)
+    min_draws: int | None = None  # sample until converged from this many draws (nutpie)
 
 
 @dataclass(frozen=True)
@@ -336,11 +337,12 @@ def parse_spec(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     skw: dict[str, Any] = {}
     if "name" in s_raw:
         skw["name"] = _choice(s_raw["name"], SAMPLERS, f"{where}, sampler.name")
-    for key in ("chains", "draws", "tune"):
-        if key in s_raw:
+    for key in ("chains", "draws", "tune", "min_draws"):
+        if key in s_raw and not (key == "min_draws" and s_raw[key] is None):
             v = s_raw[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "tune" else 1):
-                raise BayesDissectError(f"{where}, sampler.{key}: expected a positive integer, "
+            lo = 1 if key in ("chains", "draws") else 0
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise BayesDissectError(f"{where}, sampler.{key}: expected an integer >= {lo}, "
                                         f"got {v!r}")
             skw[key] = v
     if "target_accept" in s_raw:

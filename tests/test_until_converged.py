@@ -1,0 +1,61 @@
+"""Sampling until converged (``fit``'s ``min_draws``): the run stops at the first check
+that meets the convergence bar, keeps the draws every chain has, and never draws more than
+``draws``; with ``min_draws`` off, or when no check passes, it draws exactly ``draws``.
+
+Small data (4 judges x 200 pairs, the light spec: 1 + 4 + 4 parameters and a scale), 2 or 4
+chains, nutpie JAX.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import light_spec, make_dataset
+
+import bayesdissect as bd
+from bayesdissect.errors import BayesDissectError
+from bayesdissect.model.diagnostics import ESS_MIN, RHAT_MAX
+from bayesdissect.model.specs import parse_spec
+
+KW = {"backend": "jax", "progressbar": False, "warn": False, "tune": 200, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_dataset(4, 2, 200, 1, seed=3)[0]
+
+
+def test_stops_at_the_first_check_that_meets_the_bar(data) -> None:
+    # 4 chains of a well-conditioned posterior: ESS >= 400 is met within a few hundred
+    # draws, far below the cap of 5,000
+    f = bd.fit(data, parse_spec(light_spec()), chains=4, draws=5000, min_draws=100, **KW)
+    d = f.diagnostics
+    n = f.idata["posterior"].sizes["draw"]
+    assert 100 <= n < 1000
+    assert d["draws"] == n and f.idata["sample_stats"].sizes["draw"] == n
+    assert d["max_rhat"] <= RHAT_MAX and min(d["min_ess_bulk"], d["min_ess_tail"]) >= ESS_MIN
+    # every kept draw is a real draw of every chain (no NaN padding of a chain behind)
+    for da in f.idata["posterior"].data_vars.values():
+        assert np.isfinite(da.values).all()
+    assert f.settings["min_draws"] == 100 and f.settings["draws"] == 5000
+
+
+def test_without_a_passing_check_it_draws_exactly_draws(data) -> None:
+    # 2 chains x 150 draws: 300 draws in all cannot give tail ESS >= 400 on every
+    # parameter, so no check passes and the run ends at its cap
+    f = bd.fit(data, parse_spec(light_spec()), chains=2, draws=150, min_draws=50, **KW)
+    assert f.idata["posterior"].sizes["draw"] == 150
+    assert f.settings["min_draws"] == 50
+
+
+def test_min_draws_off_draws_exactly_draws(data) -> None:
+    f = bd.fit(data, parse_spec(light_spec()), chains=2, draws=120, min_draws=0, **KW)
+    assert f.idata["posterior"].sizes["draw"] == 120 and f.settings["min_draws"] is None
+
+
+def test_spec_min_draws_is_read_and_checked() -> None:
+    spec = {**light_spec(), "sampler": {"min_draws": 700}}
+    assert parse_spec(spec).sampler.min_draws == 700
+    assert bd.load_spec("hierarchical-pair").sampler.min_draws is not None
+    with pytest.raises(BayesDissectError, match="sampler.min_draws: expected an integer >= 0"):
+        parse_spec({**light_spec(), "sampler": {"min_draws": "many"}})
