@@ -34,7 +34,7 @@ from bayesdissect.model.warmstart import warm_start
 
 log = logging.getLogger("bayesdissect")
 #: sampling until converged: the growth of the draws between two checks (each costs a copy
-#: of the trace, ~8 s at full size), and the seconds between polls of the chains' progress
+#: of the trace, 5-48 s at full size), and the seconds between polls of the chains' progress
 CHECK_GROWTH = 1.25
 POLL_SECONDS = 0.5
 
@@ -282,7 +282,7 @@ def fit(
     bar (R-hat <= 1.01, bulk and tail ESS >= 400 on every saved parameter) and sampling
     stops at the first check they meet; ``draws`` is then the most per chain.
     ``min_draws`` of 0, or at least ``draws``, draws exactly ``draws``. Each check costs a
-    copy of the trace (~8 s at full size). Stopping at the first passing check makes the
+    copy of the trace (5-48 s at full size). Stopping at the first passing check makes the
     diagnostics slightly optimistic (a noisy R-hat is caught on a low), so the bar should
     be read as met, not exceeded with margin.
 
