@@ -38,6 +38,16 @@ def test_stops_at_the_first_check_that_meets_the_bar(data) -> None:
     for da in f.idata["posterior"].data_vars.values():
         assert np.isfinite(da.values).all()
     assert f.settings["min_draws"] == 100 and f.settings["draws"] == 5000
+    # the checks fall at fixed draw counts (100, then x1.25, rounded up): the run keeps
+    # exactly the draws of the check that passed, so the same seed stops at the same point
+    points = [100]
+    while points[-1] < n:
+        points.append(int(np.ceil(1.25 * points[-1])))
+    assert n in points
+    again = bd.fit(data, parse_spec(light_spec()), chains=4, draws=5000, min_draws=100, **KW)
+    assert again.idata["posterior"].sizes["draw"] == n
+    np.testing.assert_array_equal(again.idata["posterior"]["mu"].values,
+                                  f.idata["posterior"]["mu"].values)
 
 
 def test_without_a_passing_check_it_draws_exactly_draws(data) -> None:

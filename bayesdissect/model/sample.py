@@ -107,11 +107,12 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
     return tree, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
 
 
-def _common_draws(tree: xr.DataTree) -> xr.DataTree:
+def _common_draws(tree: xr.DataTree, upto: int | None = None) -> xr.DataTree:
     """``tree`` with its posterior and sample_stats cut to the draws every chain has (a
-    stopped nutpie run pads the chains behind with NaN)."""
+    stopped nutpie run pads the chains behind with NaN), and to ``upto`` at most."""
     lp = np.asarray(tree["sample_stats"]["logp"].values, float)
     n = int(np.isfinite(lp).sum(axis=1).min())
+    n = n if upto is None else min(n, upto)
     groups = {path: node.to_dataset() for path, node in tree.subtree_with_keys}
     for g in ("posterior", "sample_stats"):
         groups[g] = groups[g].isel(draw=slice(0, n))
@@ -124,9 +125,11 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
     each time the draws have grown by ``CHECK_GROWTH`` after that, check the draws so far
     of the saved variables ``keep`` against the convergence bar and stop at the first check
     they meet, keeping the draws every chain has. A check first looks only at the elements
-    that failed the last full one; without a passing check the run ends at its ``draws``,
-    as a fixed-length one. (The sampled helpers are not judged: a signed radial size is
-    two-signed by design, so its R-hat says nothing.)"""
+    that failed the last full one. The checks fall at fixed draw counts (``min_draws``,
+    then x1.25) and the fit keeps exactly the checked draws, so the same seed stops at the
+    same point and the fit meets the bar it was checked against. Without a passing check
+    the run ends at its ``draws``, as a fixed-length one. (The sampled helpers are not
+    judged: a signed radial size is two-signed by design, so its R-hat says nothing.)"""
 
     def finished() -> bool:  # nutpie's is_finished raises TimeoutError while it runs
         try:
@@ -140,9 +143,11 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
         if min(done) < next_check:
             continue
         t0 = time.perf_counter()
-        post = _common_draws(run.inspect())["posterior"].to_dataset()
+        post = _common_draws(run.inspect(), upto=next_check)["posterior"].to_dataset()
+        if post.sizes["draw"] < next_check:  # the trace lags the progress count: wait
+            continue
         post = post[[v for v in keep if v in post]]
-        n = int(post.sizes["draw"])
+        n = next_check
         if failed:  # what failed the last check, first: while any of it fails, enough
             failed = failing_elements(post, only=failed)
         if not failed:
@@ -150,8 +155,8 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
         del post
         log.info("convergence check at %d draws per chain (%.1f s): %d elements short of "
                  "the bar", n, time.perf_counter() - t0, sum(map(len, failed.values())))
-        if not failed:
-            return _common_draws(run.abort())
+        if not failed:  # keep exactly the checked draws: the fit is what was checked
+            return _common_draws(run.abort(), upto=n)
         next_check = max(n + 1, int(np.ceil(CHECK_GROWTH * n)))
     return _common_draws(run.wait())
 
