@@ -84,12 +84,13 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
             kw["freeze_model"] = False
         kw.update(initial_points=point,
                   jitter_rvs={rv for rv in model.free_RVs if rv.name in unset})
-    compiled = nutpie.compile_pymc_model(model, var_names=_keep_vars(model), **kw)
+    keep = _keep_vars(model)
+    compiled = nutpie.compile_pymc_model(model, var_names=keep, **kw)
     t1 = time.perf_counter()
     args = dict(draws=draws, tune=tune, chains=chains, seed=seed, cores=cores,
                 target_accept=target_accept, progress_bar=progressbar, adaptation=adaptation,
                 save_warmup=True)
-    if min_draws is None or min_draws >= draws:
+    if min_draws is None:
         tree = nutpie.sample(compiled, **args)
     else:
         # every chain at once: nutpie runs ``cores`` chains at a time, each to its end, so
@@ -102,7 +103,7 @@ def _sample_nutpie(model: Any, *, draws: int, tune: int, chains: int, seed: int,
                 done[i] = max(0, int(c.finished_draws) - tune)
 
         run = nutpie.sample(compiled, blocking=False, progress_callback=progress, **args)
-        tree = _until_converged(run, done, min_draws, _keep_vars(model))
+        tree = _until_converged(run, done, min_draws, keep)
     t2 = time.perf_counter()
     return tree, {"compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
 
@@ -124,12 +125,12 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
     """Wait for nutpie's background ``run``; once every chain has ``min_draws`` draws, and
     each time the draws have grown by ``CHECK_GROWTH`` after that, check the draws so far
     of the saved variables ``keep`` against the convergence bar and stop at the first check
-    they meet, keeping the draws every chain has. A check first looks only at the elements
-    that failed the last full one. The checks fall at fixed draw counts (``min_draws``,
-    then x1.25) and the fit keeps exactly the checked draws, so the same seed stops at the
-    same point and the fit meets the bar it was checked against. Without a passing check
-    the run ends at its ``draws``, as a fixed-length one. (The sampled helpers are not
-    judged: a signed radial size is two-signed by design, so its R-hat says nothing.)"""
+    they meet. A check first looks only at the elements that failed the last full one. The
+    checks fall at fixed draw counts (``min_draws``, then x1.25) and the fit keeps exactly
+    the checked draws, so the same seed stops at the same point and the fit meets the bar
+    it was checked against. Without a passing check the run ends at its ``draws``, as a
+    fixed-length one. (The sampled helpers are not judged: a signed radial size is
+    two-signed by design, so its R-hat says nothing.)"""
 
     def finished() -> bool:  # nutpie's is_finished raises TimeoutError while it runs
         try:
@@ -147,17 +148,17 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
         if post.sizes["draw"] < next_check:  # the trace lags the progress count: wait
             continue
         post = post[[v for v in keep if v in post]]
-        n = next_check
         if failed:  # what failed the last check, first: while any of it fails, enough
             failed = failing_elements(post, only=failed)
         if not failed:
             failed = failing_elements(post)
         del post
         log.info("convergence check at %d draws per chain (%.1f s): %d elements short of "
-                 "the bar", n, time.perf_counter() - t0, sum(map(len, failed.values())))
+                 "the bar", next_check, time.perf_counter() - t0,
+                 sum(map(len, failed.values())))
         if not failed:  # keep exactly the checked draws: the fit is what was checked
-            return _common_draws(run.abort(), upto=n)
-        next_check = max(n + 1, int(np.ceil(CHECK_GROWTH * n)))
+            return _common_draws(run.abort(), upto=next_check)
+        next_check = max(next_check + 1, int(np.ceil(CHECK_GROWTH * next_check)))
     return _common_draws(run.wait())
 
 
@@ -328,6 +329,7 @@ def fit(
                           ("min-draws", min_draws, 0)):
         if val < lo:
             raise BayesDissectError(f"--{name}: expected an integer >= {lo}, got {val}")
+    until = min_draws if sampler == "nutpie" and 0 < min_draws < draws else None
     if not 0 < target_accept < 1:
         raise BayesDissectError(f"--target-accept: expected a number in (0, 1), got "
                                 f"{target_accept}")
@@ -378,7 +380,7 @@ def fit(
                                            seed=seed, target_accept=target_accept,
                                            progressbar=progressbar, backend=backend,
                                            adaptation=adaptation, cores=cores, start=start,
-                                           min_draws=min_draws or None)
+                                           min_draws=until)
         else:
             tree, timings = _sample_pymc(pm_model, sampler, draws=draws, tune=tune,
                                          chains=chains, seed=seed,
@@ -405,9 +407,8 @@ def fit(
     out = {"posterior": post, "sample_stats": stats}
     if keep_warmup and warm is not None and "warmup_posterior" in tree.children:
         out.update(warmup_posterior=draws_of("warmup_posterior"), warmup_sample_stats=warm)
-    early = sampler == "nutpie" and 0 < min_draws < draws
     settings = {"sampler": sampler, "chains": chains, "draws": draws, "tune": tune,
-                "min_draws": min_draws if early else None,
+                "min_draws": until,
                 "seed": seed, "target_accept": target_accept, "backend": backend,
                 "float32": float32, "likelihood": likelihood,
                 "adaptation": adaptation, "judges": name_list(judges),
