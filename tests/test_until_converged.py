@@ -69,3 +69,40 @@ def test_spec_min_draws_is_read_and_checked() -> None:
     assert bd.load_spec("hierarchical-pair").sampler.min_draws is not None
     with pytest.raises(BayesDissectError, match="sampler.min_draws: expected an integer >= 0"):
         parse_spec({**light_spec(), "sampler": {"min_draws": "many"}})
+
+
+def test_checks_read_the_datatree_draws_from_the_raw_trace() -> None:
+    """A check reads nutpie's raw arrow trace (only the checked variables and draws): the
+    same draws, in the same (chain, draw, flattened dims) layout, as nutpie's DataTree of
+    the same run (scalar, vector and matrix variables, a deterministic); fewer draws than
+    asked for gives None."""
+    import time
+
+    import nutpie
+    import pymc as pm
+
+    from bayesdissect.model.diagnostics import chain_draw_arrays
+    from bayesdissect.model.sample import _arrow_draws, _common_draws
+
+    with pm.Model(coords={"a": range(3), "b": range(2)}) as model:
+        x = pm.Normal("x", 0.0, 1.0, dims=("a", "b"))
+        pm.Normal("s", 0.0, 1.0)
+        pm.Deterministic("row", x.sum(axis=1), dims="a")
+    compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")
+    run = nutpie.sample(compiled, draws=50, tune=30, chains=2, seed=1, blocking=False,
+                        progress_bar=False, save_warmup=True)
+    for _ in range(600):
+        try:
+            if run.is_finished:
+                break
+        except TimeoutError:  # still running
+            pass
+        time.sleep(0.1)
+    keep = ["x", "s", "row"]
+    raw = _arrow_draws(*run._sampler.inspect().get_arrow_trace(), keep, 40)
+    post = _common_draws(run.inspect(), upto=40)["posterior"].to_dataset()
+    want = chain_draw_arrays(post[keep])
+    assert set(raw) == set(keep)
+    for name in keep:
+        np.testing.assert_array_equal(raw[name], want[name].reshape(2, 40, -1))
+    assert _arrow_draws(*run._sampler.inspect().get_arrow_trace(), keep, 51) is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -343,24 +344,34 @@ def convergence_datasets(posterior: xr.Dataset, threads: int | None = None
                  for k in ("rhat", "ess_bulk", "ess_tail"))
 
 
-def failing_elements(posterior: xr.Dataset, only: dict[str, np.ndarray] | None = None
-                     ) -> dict[str, np.ndarray]:
-    """The elements (flat indices per variable, chain and draw first) whose R-hat is above
-    RHAT_MAX or whose bulk or tail ESS is below ESS_MIN; empty when the draws meet the bar
-    (NaN, e.g. a constant element, is not held against it). ``only`` checks just those
+def failing_elements(draws: Mapping[str, np.ndarray],
+                     only: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The elements (flat indices per variable) whose R-hat is above RHAT_MAX or whose bulk
+    or tail ESS is below ESS_MIN; empty when the draws meet the bar (NaN, e.g. a constant
+    element, is not held against it). ``draws`` maps each variable to its (chain, draw,
+    ...) array, the trailing axes flattened in C order. ``only`` checks just those
     elements: the cheap first look of sampling until converged (``fit``'s ``min_draws``)."""
     out: dict[str, np.ndarray] = {}
-    for name, da in posterior.data_vars.items():
+    for name, x in draws.items():
         if only is not None and name not in only:
             continue
-        rest = [d for d in da.dims if d not in ("chain", "draw")]
-        x = np.asarray(da.transpose("chain", "draw", *rest).values)
+        x = np.asarray(x)
         x = x.reshape(*x.shape[:2], -1)
-        idx = np.arange(x.shape[2]) if only is None else only[name]
+        idx = np.arange(x.shape[2]) if only is None else np.asarray(only[name])
         c = convergence_arrays(x[:, :, idx])
         bad = (c["rhat"] > RHAT_MAX) | (c["ess_bulk"] < ESS_MIN) | (c["ess_tail"] < ESS_MIN)
         if bad.any():
             out[name] = idx[bad]
+    return out
+
+
+def chain_draw_arrays(posterior: xr.Dataset) -> dict[str, np.ndarray]:
+    """Each variable of ``posterior`` as a (chain, draw, ...) array, its other dims in their
+    order: what ``failing_elements`` reads."""
+    out = {}
+    for name, da in posterior.data_vars.items():
+        rest = [d for d in da.dims if d not in ("chain", "draw")]
+        out[name] = np.asarray(da.transpose("chain", "draw", *rest).values)
     return out
 
 

@@ -23,6 +23,7 @@ from bayesdissect.data.subset import name_list, subset_data
 from bayesdissect.errors import BayesDissectError
 from bayesdissect.model.build import INTERNAL_PREFIXES, build_model
 from bayesdissect.model.diagnostics import (
+    chain_draw_arrays,
     compute_diagnostics,
     failing_elements,
     standard_stats,
@@ -34,9 +35,11 @@ from bayesdissect.model.warmstart import warm_start
 
 log = logging.getLogger("bayesdissect")
 #: sampling until converged: the growth of the draws between two checks (each costs a copy
-#: of the trace, 5-48 s at full size), and the seconds between polls of the chains' progress
+#: of the trace), the seconds between polls of the chains' progress, and the wait before
+#: copying again when the trace lags the progress count
 CHECK_GROWTH = 1.25
 POLL_SECONDS = 0.5
+LAG_SECONDS = 2.0
 
 
 def _check_sampler(name: str) -> None:
@@ -120,6 +123,48 @@ def _common_draws(tree: xr.DataTree, upto: int | None = None) -> xr.DataTree:
     return xr.DataTree.from_dict({k: v for k, v in groups.items() if k != "."})
 
 
+def _arrow_draws(draw_batches: list[Any], stat_batches: list[Any], keep: list[str],
+                 upto: int) -> dict[str, np.ndarray] | None:
+    """The first ``upto`` draws after tuning of each variable in ``keep`` as a (chain, draw,
+    ...) array, read from nutpie's arrow trace (one record batch per chain, warm-up rows
+    first); None while a chain has fewer. Only these columns and rows are converted."""
+    import pyarrow as pa
+
+    starts = []
+    for d, st in zip(draw_batches, stat_batches, strict=True):
+        n_tune = int(np.asarray(pa.array(st.column("tuning"))).sum())
+        if d.num_rows - n_tune < upto:
+            return None
+        starts.append(n_tune)
+    out: dict[str, np.ndarray] = {}
+    for name in keep:
+        if name not in draw_batches[0].column_names:
+            continue
+        chains = []
+        for d, start in zip(draw_batches, starts, strict=True):
+            col = pa.array(d.column(name)).slice(start, upto)
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                col = col.flatten()
+            chains.append(col.to_numpy(zero_copy_only=False).reshape(upto, -1))
+        out[name] = np.stack(chains)
+    return out
+
+
+def _draws_so_far(run: Any, keep: list[str], upto: int) -> dict[str, np.ndarray] | None:
+    """``_arrow_draws`` of a running nutpie sampler's trace so far. nutpie's public
+    ``inspect()`` converts the whole trace (warm-up, statistics, sampled helpers) into a
+    DataTree, most of a check's cost at full size and a second copy of the trace; this
+    reads its raw arrow copy, falling back to ``inspect()`` where a nutpie lacks it."""
+    try:
+        batches = run._sampler.inspect().get_arrow_trace()
+    except AttributeError:
+        post = _common_draws(run.inspect(), upto=upto)["posterior"].to_dataset()
+        if post.sizes["draw"] < upto:
+            return None
+        return chain_draw_arrays(post[[v for v in keep if v in post]])
+    return _arrow_draws(*batches, keep, upto)
+
+
 def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
                      ) -> xr.DataTree:
     """Wait for nutpie's background ``run``; once every chain has ``min_draws`` draws, and
@@ -144,15 +189,15 @@ def _until_converged(run: Any, done: list[int], min_draws: int, keep: list[str]
         if min(done) < next_check:
             continue
         t0 = time.perf_counter()
-        post = _common_draws(run.inspect(), upto=next_check)["posterior"].to_dataset()
-        if post.sizes["draw"] < next_check:  # the trace lags the progress count: wait
+        draws = _draws_so_far(run, keep, next_check)
+        if draws is None:  # the trace lags the progress count: wait before copying again
+            time.sleep(LAG_SECONDS)
             continue
-        post = post[[v for v in keep if v in post]]
         if failed:  # what failed the last check, first: while any of it fails, enough
-            failed = failing_elements(post, only=failed)
+            failed = failing_elements(draws, only=failed)
         if not failed:
-            failed = failing_elements(post)
-        del post
+            failed = failing_elements(draws)
+        del draws
         log.info("convergence check at %d draws per chain (%.1f s): %d elements short of "
                  "the bar", next_check, time.perf_counter() - t0,
                  sum(map(len, failed.values())))
