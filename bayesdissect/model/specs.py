@@ -36,7 +36,9 @@ Levels (each optional; at least one weight level must be on):
   judge's logit on pair i (model.md §7). Only ``sigma_prior`` + ``sigma_scale`` (+ ``nu``)
   and ``parameterization``: ``"noncentered"`` (the default), ``"radial"`` or
   ``"signed_radial"`` (u as a size x direction, which the data pin when the pairs carry
-  many labels); not a weight level.
+  many labels), or ``"conditional"`` (u non-centred on a Gaussian approximation of its
+  conditional posterior, from a pilot fit's residual score per pair, with a signed tau:
+  tau mixes as if u were integrated out; the default spec's); not a weight level.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ PAIR_LEVEL = "pair"
 #: The settings every pair level has (the only values its table may give them).
 PAIR_FIXED: dict[str, Any] = {"sigma_per_property": False, "zero_sum": False}
 #: How a pair level's effects may be sampled: ``noncentered`` (u = sigma * z), ``radial``
-#: or ``signed_radial`` (u = size x direction, as the weight levels; model/build.py). The
+#: or ``signed_radial`` (u = size x direction, as the weight levels), ``conditional`` (u
+#: non-centred on its conditional posterior's Gaussian approximation; model/build.py). The
 #: first is the default of a table that names none, so older specs stay the same.
-PAIR_PARAMETERIZATIONS = ("noncentered", "radial", "signed_radial")
+PAIR_PARAMETERIZATIONS = ("noncentered", "radial", "signed_radial", "conditional")
 PRIORS = ("normal", "laplace", "student_t", "cauchy")
 SIGMA_PRIORS = ("halfnormal", "exponential", "halfcauchy", "halfstudent_t")
 PARAMETERIZATIONS = ("auto", "noncentered", "centered", "radial", "signed_radial")
