@@ -63,9 +63,11 @@ def test_float32_likelihood_runs_in_float32_with_radial_levels(likelihood: str) 
     from bayesdissect.model.build import build_model
 
     data, _ = make_dataset(10, 3, 60, 4, seed=0)
-    spec = bd.load_spec("hierarchical-pair")  # radial judge, group, cell and pair levels
-    assert {lv.parameterization for lv in spec.levels.values() if lv.hierarchical} <= {
-        "radial", "signed_radial"}
+    # radial judge, group and cell levels; the pair level's constants are float64 too
+    spec = bd.load_spec("hierarchical-pair")
+    assert {lv.parameterization for name, lv in spec.levels.items()
+            if lv.hierarchical and name != "pair"} <= {"radial", "signed_radial"}
+    assert spec.levels["pair"].parameterization in ("signed_radial", "conditional")
     for floatx in ("float32", "float64"):
         with pytensor.config.change_flags(floatX=floatx):
             model = build_model(spec, data, likelihood=likelihood)
