@@ -554,7 +554,7 @@ def pair_score(md: ModelData, ridge: float = 1.0, iters: int = 8
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w.T, -30.0, 30.0)))
         c[a:b] = (seen * (y - p)).sum(axis=1)
         tau[a:b] = (seen * p * (1.0 - p)).sum(axis=1)
-    return np.nan_to_num(c), np.nan_to_num(tau)
+    return c, tau
 
 
 def _conditional_pair_term(level: Level, md: ModelData):  # noqa: ANN202
@@ -582,19 +582,22 @@ def _conditional_pair_term(level: Level, md: ModelData):  # noqa: ANN202
     t = _signed_sigma("z_pair_sigma", level)
     pm.Deterministic("sigma_pair", pt.abs(t))
 
+    def q_of(t):  # noqa: ANN001, ANN202
+        return 1.0 + tau * t**2
+
     def logp(e, t):  # noqa: ANN001, ANN202
-        q = 1.0 + tau * t**2
+        q = q_of(t)
         z = t * c / q + e / pt.sqrt(q)
         return -0.5 * z**2 - 0.5 * pt.log(q) - 0.5 * np.log(2.0 * np.pi)
 
     def dist(t, size):  # noqa: ANN001, ANN202  (prior draws: u ~ Normal(0, |t|), inverted)
-        q = 1.0 + tau * t**2
+        q = q_of(t)
         u = pt.abs(t) * pm.Normal.dist(size=size)
         return pt.cast((u - t**2 * c / q) * pt.sqrt(q) / t, pytensor.config.floatX)
 
     e = pm.CustomDist("z_pair", t, dist=dist, logp=logp, support_point=_zeros_support_point,
                       dims="pair")
-    q = 1.0 + tau * t**2
+    q = q_of(t)
     return pm.Deterministic("pair_effect", t**2 * c / q + t * e / pt.sqrt(q), dims="pair")
 
 
