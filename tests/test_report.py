@@ -101,6 +101,20 @@ def test_findings_are_computed(report):
     assert "hf:GAIR/preference-dissection" in text
 
 
+def test_model_formula_has_the_pair_term_when_the_spec_does(report):
+    """The report states the fitted model: u[i] in the logit only where the pair level is
+    on (the default spec), not for the hierarchical spec of the fixture."""
+    from bayesdissect.report.html import _data_section
+
+    fit, _, _, text = report
+    assert "bias[j] + &Sigma;" in text and "u[i]" not in text
+    levels = {**fit.spec.levels, "pair": 1}
+    with_pair = SimpleNamespace(**{**vars(fit), "spec": SimpleNamespace(
+        name="hierarchical-pair", levels=levels)})
+    section = _data_section(with_pair, SimpleNamespace(prob=0.9))
+    assert "bias[j] + u[i] + &Sigma;" in section and "sigma_pair" in section
+
+
 def test_real_data_has_no_banner(tmp_path):
     path = write_report(fake_fit(simulated=0, draws=20), tmp_path / "r", checks=False, dpi=40)
     text = path.read_text()

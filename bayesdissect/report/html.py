@@ -91,13 +91,17 @@ def _data_section(fit: Any, findings: Findings) -> str:
     if spec is not None:
         levels = getattr(spec, "levels", {}) or {}
         level_names = list(levels) if isinstance(levels, dict) else list(levels)
+        pair = "pair" in level_names  # u[i]: a latent quality of pair i every judge sees
         parts.append(
             f"<p>Model: <b>{html.escape(str(getattr(spec, 'name', '?')))}</b> "
             f"(levels on: {html.escape(', '.join(map(str, level_names)) or 'none')}). "
             "A Bradley-Terry model with property covariates: logit P(judge j prefers "
-            "response 1 on pair i) = bias[j] + &Sigma;<sub>k</sub> x[i,k] w[j,g(i),k], with "
+            "response 1 on pair i) = bias[j] + " + ("u[i] + " if pair else "")
+            + "&Sigma;<sub>k</sub> x[i,k] w[j,g(i),k], with "
             "w[j,g,k] = mu[k] + judge[j,k] + group[g,k] + cell[j,g,k] for the hierarchical "
-            "model. The display scale is 100&middot;sigmoid(w): the probability that the "
+            "model" + (", and u[i] ~ Normal(0, sigma_pair) a quality of pair i that every "
+                       "judge sees and the properties miss" if pair else "")
+            + ". The display scale is 100&middot;sigmoid(w): the probability that the "
             "response better on this property alone is preferred.</p>")
     try:
         from bayesdissect.model.fitted import as_posterior
