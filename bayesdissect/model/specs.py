@@ -23,7 +23,7 @@ Levels (each optional; at least one weight level must be on):
   fast whether the data are informative or not; the default spec's judge and group
   levels), ``"signed_radial"`` (the same with the size a signed coordinate instead of its
   log: a sigma whose posterior reaches 0 then has no long tail on the log scale to
-  explore; the default spec's cell and pair levels),
+  explore; the default spec's cell level),
   ``"noncentered"``, ``"centered"`` or ``"auto"`` (partial centering chosen per element
   from how much data informs it). All are the same model. ``offsets = "student_t"``
   (with ``offset_nu``, default 4) gives a hierarchical level heavy-tailed offsets,
